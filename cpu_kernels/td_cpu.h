@@ -1,0 +1,65 @@
+/* td_cpu: the CPU compute context of an engine: which kernels run (chosen from cpuid, or forced), the
+ * worker threads, and the scratch memory the kernels use, all allocated once so that no token allocates.
+ * The forward pass calls only these entry points; each picks the best kernel for the matrix type. */
+#ifndef TD_CPU_H
+#define TD_CPU_H
+
+#include "td_matrix.h"
+#include "td_status.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum td_kernels {
+    TD_KERNELS_AUTO = 0,   /* the fastest the CPU supports (falls back to ref for types without one) */
+    TD_KERNELS_REF = 1,    /* scalar reference: float32 accumulation, weights dequantized on the fly */
+    TD_KERNELS_AVX2 = 2,
+    TD_KERNELS_AVX512 = 3,
+    TD_KERNELS_AMX = 4,
+    TD_KERNELS_COUNT
+} td_kernels;
+
+const char *td_kernels_name(td_kernels k);
+bool td_kernels_from_name(const char *name, td_kernels *out);
+
+/* One SwiGLU FFN: down(silu(gate x) * up x). gate/up are [width, hidden], down is [hidden, width]. */
+typedef struct td_ffn_weights {
+    td_matrix gate, up, down;
+} td_ffn_weights;
+
+typedef struct td_cpu_params {
+    td_kernels kernels;
+    int n_threads;       /* 0: one per core */
+    int64_t max_tokens;  /* largest batch any call will pass */
+    int64_t max_cols;    /* widest matrix row (input features) */
+    int64_t hidden;      /* model width, for the MoE scratch */
+    int64_t ffn_width;   /* widest FFN (dense, shared or expert) */
+} td_cpu_params;
+
+typedef struct td_cpu td_cpu;
+
+td_status td_cpu_create(const td_cpu_params *p, td_cpu **out);
+void td_cpu_free(td_cpu *cpu);
+td_kernels td_cpu_kernels(const td_cpu *cpu);
+int td_cpu_threads(const td_cpu *cpu);
+
+/* y[t][r] = sum_c W[r][c] x[t][c] for t < n (x: [n][cols], y: [n][rows]). */
+void td_cpu_linear(td_cpu *cpu, const td_matrix *w, const float *x, int64_t n, float *y);
+/* y[c] = sum_r W[r][c] x[r] (one vector through the transpose). */
+void td_cpu_linear_t(td_cpu *cpu, const td_matrix *w, const float *x, float *y);
+/* out[t] = FFN(x[t]) for t < n, x and out [n][hidden]. */
+void td_cpu_ffn(td_cpu *cpu, const td_ffn_weights *f, const float *x, int64_t n, float *out);
+
+/* Routed experts of one MoE layer for a batch: out[t] += sum_j weights[t][j] * FFN_{ids[t][j]}(x[t]).
+ * Tokens are grouped by expert so each expert's weights are read once per batch. */
+typedef struct td_moe_batch {
+    int64_t n_tok;
+    int k;                 /* experts per token */
+    const int32_t *ids;    /* [n_tok][k] */
+    const float *weights;  /* [n_tok][k] */
+    const float *x;        /* [n_tok][hidden] */
+    float *out;            /* [n_tok][hidden], accumulated into */
+} td_moe_batch;
+void td_cpu_moe(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const td_moe_batch *b);
+
+#endif

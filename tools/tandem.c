@@ -1,0 +1,43 @@
+/* tandem: one program, many subcommands. Each lives in tools/cmd_<name>.c. */
+#include "td_cli.h"
+#include "td_commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct td_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} td_command;
+
+static const td_command td_commands[] = {
+    {"eval", td_cmd_eval, "check a model against a reference file (logits, greedy decode, MTP)"},
+    {"inspect", td_cmd_inspect, "show a model's hyperparameters, tensors and bytes per module"},
+};
+
+static void td_usage(FILE *f)
+{
+    fprintf(f, "tandem %s: DeepSeek-V3/R1 on one workstation\n\nusage: tandem <command> [options]\n\ncommands:\n",
+            TANDEM_VERSION);
+    for (size_t i = 0; i < sizeof td_commands / sizeof td_commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", td_commands[i].name, td_commands[i].summary);
+    fprintf(f, "\nRun `tandem <command> --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        td_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("tandem %s\n", TANDEM_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof td_commands / sizeof td_commands[0]; i++)
+        if (strcmp(argv[1], td_commands[i].name) == 0) return td_commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tandem: unknown command '%s'\n\n", argv[1]);
+    td_usage(stderr);
+    return 2;
+}

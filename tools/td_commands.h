@@ -1,0 +1,8 @@
+/* The subcommands of `tandem`; each takes argv with argv[0] = its own name. */
+#ifndef TD_COMMANDS_H
+#define TD_COMMANDS_H
+
+int td_cmd_eval(int argc, char **argv);
+int td_cmd_inspect(int argc, char **argv);
+
+#endif
