@@ -14,6 +14,7 @@ typedef struct td_command {
 static const td_command td_commands[] = {
     {"eval", td_cmd_eval, "check a model against a reference file (logits, greedy decode, MTP)"},
     {"inspect", td_cmd_inspect, "show a model's hyperparameters, tensors and bytes per module"},
+    {"bench", td_cmd_bench, "measure memory bandwidth, kernels and the tokenizer"},
 };
 
 static void td_usage(FILE *f)

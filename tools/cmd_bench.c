@@ -1,0 +1,30 @@
+/* tandem bench: measurements of real work, printed as numbers and one JSON line (never asserted). */
+#include "td_bench.h"
+#include "td_commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const td_bench td_benches[] = {
+    /* {"membw", td_bench_membw, "..."}, one line per benchmark */
+    {NULL, NULL, NULL},
+};
+
+static void td_bench_usage(FILE *f)
+{
+    fprintf(f, "usage: tandem bench <benchmark> [options]\n\nbenchmarks:\n");
+    for (const td_bench *b = td_benches; b->name; b++) fprintf(f, "  %-10s %s\n", b->name, b->summary);
+}
+
+int td_cmd_bench(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        td_bench_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (const td_bench *b = td_benches; b->name; b++)
+        if (strcmp(argv[1], b->name) == 0) return b->run(argc - 1, argv + 1);
+    fprintf(stderr, "tandem bench: unknown benchmark '%s'\n", argv[1]);
+    td_bench_usage(stderr);
+    return 2;
+}

@@ -1,0 +1,11 @@
+/* `tandem bench <name>`: each benchmark lives in tools/bench_<name>.c and is listed in cmd_bench.c. */
+#ifndef TD_BENCH_H
+#define TD_BENCH_H
+
+typedef struct td_bench {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] = the benchmark's name */
+    const char *summary;
+} td_bench;
+
+#endif
