@@ -7,6 +7,7 @@
 
 static const td_bench td_benches[] = {
     /* {"membw", td_bench_membw, "..."}, one line per benchmark */
+    {"tokenize", td_bench_tokenize, "tokenizer encoding speed on one core (MB/s of text)"},
     {NULL, NULL, NULL},
 };
 

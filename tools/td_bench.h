@@ -8,4 +8,6 @@ typedef struct td_bench {
     const char *summary;
 } td_bench;
 
+int td_bench_tokenize(int argc, char **argv);
+
 #endif
