@@ -200,7 +200,8 @@ static td_status td_bpe_whole(const td_tokenizer *t, td_bpe_scratch *s, const ch
     return TD_OK;
 }
 
-td_status td_bpe_encode_piece(const td_tokenizer *t, td_bpe_scratch *s, const char *piece, size_t n, td_tokens *out)
+static td_status td_bpe_run(const td_tokenizer *t, td_bpe_scratch *s, const char *piece, size_t n, int force,
+                            td_tokens *out)
 {
     if (n > (size_t)INT_MAX / 2) return td_fail(TD_E_ARG, "a piece of %zu bytes is too long to tokenize", n);
     if (t->ignore_merges) {
@@ -215,8 +216,23 @@ td_status td_bpe_encode_piece(const td_tokenizer *t, td_bpe_scratch *s, const ch
         if (id < 0) id = t->unk_id; /* -1: the byte is dropped, as tokenizers does without an unk token */
         if (id >= 0) s->sym[k++] = id;
     }
-    if (k <= TD_BPE_SCAN_MAX) k = td_bpe_scan(t, s, k);
-    else TD_TRY(td_bpe_heap(t, s, k, &k));
+    bool heap = force ? force > 0 : k > TD_BPE_SCAN_MAX;
+    if (heap) TD_TRY(td_bpe_heap(t, s, k, &k));
+    else k = td_bpe_scan(t, s, k);
     for (int i = 0; i < k; i++) TD_TRY(td_tokens_push(out, s->sym[i]));
     return TD_OK;
+}
+
+td_status td_bpe_encode_piece(const td_tokenizer *t, td_bpe_scratch *s, const char *piece, size_t n, td_tokens *out)
+{
+    return td_bpe_run(t, s, piece, n, 0, out);
+}
+
+td_status td_bpe_encode_piece_with(const td_tokenizer *t, const char *piece, size_t n, bool heap, td_tokens *out)
+{
+    td_bpe_scratch *s;
+    TD_TRY(td_bpe_scratch_create(&s));
+    td_status st = td_bpe_run(t, s, piece, n, heap ? 1 : -1, out);
+    td_bpe_scratch_free(s);
+    return st;
 }

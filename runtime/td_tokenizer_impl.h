@@ -82,6 +82,8 @@ typedef struct td_bpe_scratch td_bpe_scratch;
 td_status td_bpe_scratch_create(td_bpe_scratch **out);
 void td_bpe_scratch_free(td_bpe_scratch *s);
 td_status td_bpe_encode_piece(const td_tokenizer *t, td_bpe_scratch *s, const char *piece, size_t n, td_tokens *out);
+/* For tests: BPE of one piece forced through the scan (heap false) or the heap (true). */
+td_status td_bpe_encode_piece_with(const td_tokenizer *t, const char *piece, size_t n, bool heap, td_tokens *out);
 
 struct td_model;
 td_status td_tokenizer_from_model_gguf(const struct td_model *m, td_tokenizer **out);

@@ -375,7 +375,7 @@ static void td_json_load_free(td_json_load *L)
     td_free(L->lens);
     td_free(L->attrs);
     td_free(L->flags);
-    for (int32_t i = 0; L->merges && i < L->v.n_merges; i++) td_free(L->merges[i]);
+    for (int32_t i = 0; L->merges && L->merges[i]; i++) td_free(L->merges[i]);
     td_free(L->merges);
     for (int i = 0; i < L->n_patterns; i++) td_free(L->patterns[i]);
 }
