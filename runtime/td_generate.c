@@ -114,6 +114,7 @@ void td_generator_reset(td_generator *g)
 }
 
 td_session *td_generator_session(td_generator *g) { return g->s; }
+int64_t td_generator_ctx_used(const td_generator *g) { return td_session_pos(g->s) + g->n_pending; }
 td_sampler *td_generator_sampler(td_generator *g) { return g->sampler; }
 
 const char *td_generator_text(const td_generator *g, size_t *len)
@@ -364,7 +365,7 @@ td_status td_generate(td_generator *g, const int32_t *prompt, int64_t n, const t
     st.decode_tok_s = st.decode_s > 0 && st.gen_tokens ? (double)st.gen_tokens / st.decode_s : 0;
     st.tokens_per_step = st.steps ? (double)st.gen_tokens / (double)st.steps : 1.0;
     if (g->drafted > 0) st.mtp_acceptance = (double)g->accepted / (double)g->drafted;
-    st.ctx_used = td_session_pos(g->s) + g->n_pending;
+    st.ctx_used = td_generator_ctx_used(g);
     if (stats) *stats = st;
     g->p = NULL;
     return rc;

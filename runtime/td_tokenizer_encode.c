@@ -103,8 +103,8 @@ td_status td_tokenizer_encode(const td_tokenizer *t, const char *text, size_t le
 {
     size_t valid = td_utf8_valid_prefix((const uint8_t *)text, len);
     if (valid != len)
-        return td_fail(TD_E_FORMAT, "the text is not valid UTF-8: byte %zu (0x%02x) does not continue a character; "
-                       "convert it to UTF-8 first (iconv)", valid, (uint8_t)text[valid]);
+        return td_fail(TD_E_FORMAT, "the text is not valid UTF-8 at byte %zu (0x%02x); convert it to UTF-8 first "
+                       "(e.g. with iconv)", valid, (uint8_t)text[valid]);
     if (add_special && t->add_bos) TD_TRY(td_tokens_push(out, t->bos_id));
     td_encode_ctx c = {.t = t, .out = out};
     td_status st = td_pretok_run_create(&t->pretok, &c.run);
