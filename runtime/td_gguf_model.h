@@ -13,6 +13,7 @@
 #define TD_GGUF_MODEL_H
 
 #include "td_gguf.h"
+#include "td_gguf_write.h"
 #include "td_hparams.h"
 #include "td_model.h"
 
@@ -34,5 +35,14 @@ bool td_gguf_name_to_hf(const char *gguf_name, char *out, size_t cap, bool *is_s
  * through *expert, else -1). False for names GGUF does not carry (kv_b_proj in the MLA layout is split
  * by the writer, FP8 scales are folded in). */
 bool td_gguf_name_from_hf(const char *hf_name, char *out, size_t cap, int *expert);
+
+/* Writing: the deepseek2 metadata of hp, under llama.cpp's key names. */
+typedef struct td_gguf_hparams_opts {
+    const char *name;     /* general.name (may be NULL) */
+    bool mla;             /* the MLA-era layout: head_count_kv 1, key/value_length of the latent, *_mla keys */
+    int nextn_layers;     /* MTP blocks written as blk.<n_layers + i>.nextn.* (block_count includes them) */
+    bool groups;          /* write expert_group_count / expert_group_used_count */
+} td_gguf_hparams_opts;
+td_status td_gguf_put_hparams(td_gguf_writer *w, const td_hparams *hp, const td_gguf_hparams_opts *o);
 
 #endif

@@ -187,11 +187,11 @@ static td_status td_parse_preamble(td_rd *r, td_gguf_part *part, uint64_t *n_ten
     /* a key is at least 8 + 1 + 4 + 1 bytes and a tensor info 8 + 1 + 4 + 8 + 4 + 8 */
     if (*n_kv > td_rd_left(r) / 14)
         return td_fail(TD_E_FORMAT, "%s: the header claims %" PRIu64 " metadata entries, more than %" PRIu64
-                       " bytes can hold (corrupt file)",
+                       " bytes left can hold (truncated or corrupt file)",
                        r->path, *n_kv, td_rd_left(r));
     if (*n_tensors > td_rd_left(r) / 33)
         return td_fail(TD_E_FORMAT, "%s: the header claims %" PRIu64 " tensors, more than %" PRIu64
-                       " bytes can hold (corrupt file)",
+                       " bytes left can hold (truncated or corrupt file)",
                        r->path, *n_tensors, td_rd_left(r));
     return TD_OK;
 }

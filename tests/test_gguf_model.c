@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ a header builder */
 
@@ -284,6 +285,101 @@ static void test_fixture_models(void)
     }
 }
 
+/* config.json -> deepseek2 metadata -> td_hparams gives the same model (floats at f32 precision: stored as
+ * f32, and yarn_log_multiplier as 0.1 * mscale_all_dim, so within two f32 roundings). */
+static void check_hparams_round_trip(const char *config_rel, bool mla)
+{
+    td_hparams a, b;
+    if (td_hparams_load(td_test_fixture(config_rel), &a) != TD_OK) {
+        TD_CHECKF(false, "%s", td_errmsg());
+        return;
+    }
+    td_gguf_writer *w;
+    TD_CHECK(td_gguf_writer_create(&w) == TD_OK);
+    td_gguf_hparams_opts o = {.name = "rt", .mla = mla, .nextn_layers = a.n_nextn_layers, .groups = true};
+    TD_CHECKF(td_gguf_put_hparams(w, &a, &o) == TD_OK, "%s", td_errmsg());
+    char path[600];
+    snprintf(path, sizeof path, "%s/hp.gguf", td_test_tmpdir());
+    TD_CHECK(td_gguf_write(w, path, NULL) == TD_OK);
+    td_gguf_writer_free(w);
+    td_gguf *g;
+    td_model_params quiet = {.quiet = true};
+    if (td_gguf_open(path, &g) != TD_OK || td_gguf_model_hparams(g, &quiet, &b) != TD_OK) {
+        TD_CHECKF(false, "%s: %s", config_rel, td_errmsg());
+        return;
+    }
+    td_gguf_close(g);
+    remove(path);
+#define SAME(f) TD_CHECKF(a.f == b.f, "%s: " #f " differs", config_rel)
+#define SAME_F32(f)                                                                                                    \
+    TD_CHECKF(fabs(a.f - b.f) <= 0x1p-22 * fabs(a.f), "%s: " #f " %.9g vs %.9g", config_rel, (double)a.f, (double)b.f)
+    SAME(vocab_size);
+    SAME(hidden_size);
+    SAME(intermediate_size);
+    SAME(moe_intermediate_size);
+    SAME(n_layers);
+    SAME(first_k_dense_replace);
+    SAME(n_heads);
+    SAME(q_lora_rank);
+    SAME(kv_lora_rank);
+    SAME(qk_nope_head_dim);
+    SAME(qk_rope_head_dim);
+    SAME(v_head_dim);
+    SAME(n_routed_experts);
+    SAME(n_shared_experts);
+    SAME(n_experts_per_tok);
+    SAME(n_group);
+    SAME(topk_group);
+    SAME(norm_topk_prob);
+    SAME(scoring);
+    SAME(topk_method);
+    SAME(max_position_embeddings);
+    SAME(n_nextn_layers);
+    SAME(rope.yarn);
+    SAME(rope.original_max_position_embeddings);
+    SAME_F32(routed_scaling_factor);
+    SAME_F32(rms_norm_eps);
+    SAME_F32(rope_theta);
+    SAME_F32(rope.factor);
+    SAME_F32(rope.beta_fast);
+    SAME_F32(rope.beta_slow);
+    SAME_F32(rope.mscale);
+    SAME_F32(rope.mscale_all_dim);
+    TD_CHECK(fabs(td_hparams_softmax_scale(&a) - td_hparams_softmax_scale(&b)) <= 1e-7 * td_hparams_softmax_scale(&a));
+#undef SAME
+#undef SAME_F32
+}
+
+/* A copy of the legacy fixture with one expert slab in IQ2_XS: the file reads, the model refuses to open,
+ * naming the tensor and the type. */
+static void test_unsupported_type_in_model(void)
+{
+    td_gguf *src;
+    if (td_gguf_open(td_test_fixture("gguf/tiny-dsv3-q8_0-legacy.gguf"), &src) != TD_OK) return;
+    td_gguf_writer *w;
+    TD_CHECK(td_gguf_writer_create(&w) == TD_OK);
+    for (size_t i = 0; i < td_gguf_kv_count(src); i++)
+        TD_CHECK(td_gguf_set_value(w, td_gguf_kv_at(src, i)->key, &td_gguf_kv_at(src, i)->v) == TD_OK);
+    static uint8_t zeros[1 << 20];
+    for (size_t i = 0; i < td_gguf_tensor_count(src); i++) {
+        const td_gguf_tensor *t = td_gguf_tensor_at(src, i);
+        bool swap = strcmp(t->name, "blk.1.ffn_down_exps.weight") == 0;
+        TD_CHECK(td_gguf_add_tensor(w, t->name, swap ? 17 : t->ggml_type, t->n_dims, t->ne, swap ? zeros : t->data) ==
+                 TD_OK);
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/iq2xs.gguf", td_test_tmpdir());
+    TD_CHECKF(td_gguf_write(w, path, NULL) == TD_OK, "%s", td_errmsg());
+    td_gguf_writer_free(w);
+    td_gguf_close(src);
+    td_model *m = NULL;
+    td_status st = td_model_open(path, NULL, &m);
+    TD_CHECKF(st == TD_E_UNSUPPORTED && strstr(td_errmsg(), "IQ2_XS") && strstr(td_errmsg(), "blk.1.ffn_down_exps.weight"),
+              "%s: %s", td_status_name(st), td_errmsg());
+    td_model_close(m);
+    remove(path);
+}
+
 int main(void)
 {
     test_v3_hparams();
@@ -294,5 +390,13 @@ int main(void)
     }
     test_names();
     test_fixture_models();
+    test_unsupported_type_in_model();
+    const char *configs[] = {"safetensors/tiny-dsv3-bf16/config.json", "safetensors/tiny-dsv3-qdirect-bf16/config.json",
+                             "safetensors/tiny-dsv3-fp8/config.json", "real/deepseek-v3-config.json"};
+    for (int i = 0; i < 4; i++) {
+        check_hparams_round_trip(configs[i], true);
+        check_hparams_round_trip(configs[i], false);
+    }
+    rmdir(td_test_tmpdir());
     return td_test_finish();
 }
