@@ -23,6 +23,7 @@ static void td_eval_help(void)
            "  --attn A             prefill attention: auto | decompressed | absorbed\n"
            "  --threads N          CPU threads (default: all cores)\n"
            "  --mtp-from P         attach the MTP block from an official safetensors file or directory\n"
+           "  --expert-groups N/M  route with N expert groups, keeping the top M (GGUFs without group keys)\n"
            "  --json               print only the JSON line\n");
 }
 
@@ -47,6 +48,7 @@ typedef struct td_eval_opts {
     td_kernels kernels;
     td_attn_path attn;
     int threads;
+    int expert_groups, expert_groups_used;
     double max_rel_err, max_kld; /* < 0: not given */
     bool json_only;
 } td_eval_opts;
@@ -69,6 +71,9 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
             if (!(o->reference = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--mtp-from")) {
             if (!(o->mtp_from = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--expert-groups")) {
+            if (!(v = td_args_value(&a)) || !td_parse_expert_groups(&a, v, &o->expert_groups, &o->expert_groups_used))
+                return 2;
         } else if (td_args_is(&a, "--kernels")) {
             if (!(v = td_args_value(&a))) return 2;
             if (!td_kernels_from_name(v, &o->kernels))
@@ -167,7 +172,8 @@ int td_cmd_eval(int argc, char **argv)
     td_model *m = NULL;
     td_engine *e = NULL;
     td_session *s = NULL;
-    td_model_params mp = {.mtp_from = o.mtp_from};
+    td_model_params mp = {
+        .mtp_from = o.mtp_from, .expert_groups = o.expert_groups, .expert_groups_used = o.expert_groups_used};
     td_status st = td_model_open(o.model, &mp, &m);
     if (st == TD_OK) {
         td_engine_params ep = {.kernels = o.kernels, .n_threads = o.threads};
