@@ -1,6 +1,7 @@
 #include "td_chat_setup.h"
 
 #include "td_alloc.h"
+#include "td_gguf.h"
 #include "td_mmap.h"
 
 #include <libgen.h>
@@ -97,6 +98,8 @@ int td_chat_opts_parse(td_args *a, td_chat_opts *o)
 /* GGUF general.name when there is one, else the file or directory name. */
 static void td_model_name(const td_model *m, char *buf, size_t cap)
 {
+    if (m->gguf && td_gguf_get_str_copy(m->gguf, "general.name", buf, cap) == TD_OK && buf[0]) return;
+    td_err_clear();
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", m->path);
     size_t n = strlen(copy);
