@@ -344,8 +344,12 @@ static void td_test_oom(void)
             TD_CHECK(st == TD_OK);
             break;
         }
+        /* cJSON allocates through the same hook and cannot tell its caller that memory ran out: a parse
+         * cut short reads as malformed JSON. Everything after the parse must say "out of memory". */
+        bool json_cut = st == TD_E_FORMAT && strstr(td_errmsg(), "not valid JSON");
         failures += st == TD_E_NOMEM;
-        if (st != TD_E_NOMEM) TD_CHECKF(false, "allocation %ld failed but the status is %s", k, td_status_name(st));
+        if (st != TD_E_NOMEM && !json_cut)
+            TD_CHECKF(false, "allocation %ld failed but the status is %s: %s", k, td_status_name(st), td_errmsg());
     }
     TD_CHECK(failures > 10);
     free(json);
