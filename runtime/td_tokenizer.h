@@ -74,8 +74,10 @@ void td_tokenizer_free(td_tokenizer *t);
 td_status td_tokenizer_load_json(const char *path, td_tokenizer **out);
 /* The same from text already in memory (source is for messages). */
 td_status td_tokenizer_from_json_text(const char *text, size_t len, const char *source, td_tokenizer **out);
-/* The vocabulary embedded in a GGUF file (tokenizer.ggml.*). */
+/* The vocabulary embedded in a GGUF file (tokenizer.ggml.*), or in one already open. */
 td_status td_tokenizer_load_gguf(const char *path, td_tokenizer **out);
+struct td_gguf;
+td_status td_tokenizer_from_gguf(const struct td_gguf *g, td_tokenizer **out);
 /* Any of: tokenizer.json, an HF directory, a .gguf file (its embedded vocabulary). */
 td_status td_tokenizer_load(const char *path, td_tokenizer **out);
 /* The tokenizer of an opened model: tokenizer.json beside config.json (HF), or the GGUF's metadata.

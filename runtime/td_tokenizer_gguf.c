@@ -171,7 +171,7 @@ static td_status td_gguf_specials(const td_gguf *g, td_gguf_vocab *w)
     return TD_OK;
 }
 
-static td_status td_tokenizer_from_gguf(const td_gguf *g, const char *src, td_tokenizer **out)
+static td_status td_tokenizer_from_gguf_named(const td_gguf *g, const char *src, td_tokenizer **out)
 {
     *out = NULL;
     td_gguf_vocab w = {0};
@@ -191,7 +191,7 @@ td_status td_tokenizer_load_gguf(const char *path, td_tokenizer **out)
     *out = NULL;
     td_gguf *g;
     TD_TRY(td_gguf_open(path, &g));
-    td_status st = td_tokenizer_from_gguf(g, path, out);
+    td_status st = td_tokenizer_from_gguf_named(g, path, out);
     td_gguf_close(g);
     return st;
 }
@@ -200,5 +200,10 @@ td_status td_tokenizer_from_model_gguf(const struct td_model *m, td_tokenizer **
 {
     *out = NULL;
     if (!m->gguf) return td_tokenizer_load_gguf(m->path, out);
-    return td_tokenizer_from_gguf(m->gguf, m->path, out);
+    return td_tokenizer_from_gguf_named(m->gguf, m->path, out);
+}
+
+td_status td_tokenizer_from_gguf(const struct td_gguf *g, td_tokenizer **out)
+{
+    return td_tokenizer_from_gguf_named(g, td_gguf_file_path(g, 0), out);
 }

@@ -55,6 +55,8 @@ keys "Tell me a very long story." Enter
 sleep $((1 * slow))
 keys C-c
 wait_for '· stopped\]'
+keys "/set max 10" Enter
+wait_for "max 10 tokens"
 keys "And now?" Enter
 wait_for '^\[prompt .*tokens of context' 3
 pane | grep '^\[prompt' | tail -n 1 | grep -q "cached" || bad "the third answer did not reuse the cache"

@@ -1,8 +1,9 @@
-/* libFuzzer: the tokenizer.json loader on arbitrary text (inputs starting with '{'), and the encoder on
- * arbitrary bytes otherwise. A tokenizer built from plain arrays (every byte, a few merges, DeepSeek's
+/* libFuzzer: the tokenizer.json loader on arbitrary text (inputs starting with '{'), the GGUF vocabulary
+ * loader on GGUF images (inputs starting with "GGUF"), and the encoder on arbitrary bytes otherwise. A tokenizer built from plain arrays (every byte, a few merges, DeepSeek's
  * pre-tokenizer and two added tokens) must give back the input exactly for any valid UTF-8, and refuse
  * anything else cleanly. */
 #include "td_alloc.h"
+#include "td_gguf.h"
 #include "td_tokenizer.h"
 
 #include <stdint.h>
@@ -76,9 +77,15 @@ static void td_fuzz_encode(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 0 && data[0] == '{') {
+    bool gguf = size >= 4 && memcmp(data, "GGUF", 4) == 0;
+    if (gguf || (size > 0 && data[0] == '{')) {
         td_tokenizer *t = NULL;
-        if (td_tokenizer_from_json_text((const char *)data, size, "fuzz.json", &t) == TD_OK) {
+        td_gguf *g = NULL;
+        td_status st = TD_E_FORMAT;
+        if (!gguf) st = td_tokenizer_from_json_text((const char *)data, size, "fuzz.json", &t);
+        else if (td_gguf_open_memory(data, size, "fuzz.gguf", &g) == TD_OK) st = td_tokenizer_from_gguf(g, &t);
+        td_gguf_close(g);
+        if (st == TD_OK) {
             td_tokens ids = {0};
             td_tokenizer_encode(t, "Hello, world! 123 <think>", 24, true, &ids);
             char *s = NULL;
