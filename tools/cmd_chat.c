@@ -320,7 +320,6 @@ static int td_chat_parse(int argc, char **argv, td_chat *c, const char **system)
 {
     c->o.sampling = (td_sampler_params){.temperature = 0.6, .top_p = 0.95};
     c->o.max_tokens = -1;
-    c->o.quiet = true;
     bool no_history = false, plain = false;
     td_args a;
     td_args_init(&a, "chat", argc, argv);

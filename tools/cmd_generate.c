@@ -48,7 +48,6 @@ static int td_generate_parse(int argc, char **argv, td_gen_opts *o)
     memset(o, 0, sizeof *o);
     o->c.sampling = td_sampler_greedy();
     o->c.max_tokens = 128;
-    o->c.quiet = true;
     td_args a;
     td_args_init(&a, "generate", argc, argv);
     while (td_args_next(&a)) {

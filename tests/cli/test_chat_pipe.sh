@@ -68,5 +68,14 @@ grep -v '^last\|^ *answer\|^context\|turns' "$tmp/out" | cmp -s - "$tmp/out2" ||
 out=$(printf 'hi\n' | chat --top-p 2 2>&1); [ $? -eq 2 ] || bad "--top-p 2 accepted: $out"
 out=$(printf 'hi\n' | chat --bogus 2>&1); [ $? -eq 2 ] || bad "--bogus accepted: $out"
 
+# R1: the answer starts inside the reasoning, shown between tags in plain output, or hidden
+printf 'Hi\n' | chat --template r1 > "$tmp/r1.out" 2>/dev/null || bad "chat --template r1 failed"
+[ "$(head -c 7 "$tmp/r1.out")" = "<think>" ] || bad "R1 reasoning is not tagged in plain output: $(head -c 40 "$tmp/r1.out")"
+printf 'Hi\n' | chat --template r1 --hide-think > "$tmp/r1h.out" 2>/dev/null || bad "chat --hide-think failed"
+grep -q "<think>" "$tmp/r1h.out" && bad "--hide-think shows the reasoning tag"
+if ! grep -q "</think>" "$tmp/r1.out"; then # all reasoning: nothing of it may show
+  [ "$(tr -d '\n' < "$tmp/r1h.out")" = "" ] || bad "--hide-think shows reasoning: $(head -c 40 "$tmp/r1h.out")"
+fi
+
 [ $fail -eq 0 ] && echo "ok: chat (piped)"
 exit $fail

@@ -28,7 +28,7 @@ wait_for() {
 }
 start() {
   tmux -L "$sock" -f /dev/null new-session -d -s chat -x 200 -y 50 \
-    "env HOME='$tmp/home' XDG_STATE_HOME= TANDEM_SHARED='$TANDEM_SHARED' '$TANDEM' chat ${model[*]} --threads 2 --ctx 4096 --temp 0 -n 10; echo CHAT-EXITED rc=\$?; sleep 60"
+    "env HOME='$tmp/home' XDG_STATE_HOME= TANDEM_SHARED='$TANDEM_SHARED' '$TANDEM' chat ${model[*]} --threads 2 --ctx 4096 --temp 0 -n 10 $*; echo CHAT-EXITED rc=\$?; sleep 60"
 }
 
 start
@@ -73,11 +73,16 @@ tmux -L "$sock" kill-session -t chat
 hist="$tmp/home/.local/state/tandem/history"
 # (libedit's file format escapes spaces as \040)
 [ -f "$hist" ] && grep -q "Hello" "$hist" && grep -q "now?" "$hist" || bad "history file missing or incomplete"
-start
+start --template r1
 wait_for "Type a message" || exit 1
 keys Up
 wait_for "> And now?"
-keys C-u C-d
+# R1 answers begin inside the reasoning, which is shown dimmed (SGR 2)
+keys C-u "Hi" Enter
+wait_for '^\[prompt .*tokens of context'
+tmux -L "$sock" capture-pane -p -e -J -t chat | awk 'hit { print; exit } / Hi$/ { hit = 1 }' | grep -q $'^\x1b\\[2m' \
+  || bad "the R1 reasoning is not dimmed"
+keys C-d
 wait_for "CHAT-EXITED rc=0"
 
 [ $fail -eq 0 ] && echo "ok: chat in a terminal"
