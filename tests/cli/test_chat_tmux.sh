@@ -80,8 +80,8 @@ wait_for "> And now?"
 # R1 answers begin inside the reasoning, which is shown dimmed (SGR 2)
 keys C-u "Hi" Enter
 wait_for '^\[prompt .*tokens of context'
-tmux -L "$sock" capture-pane -p -e -J -t chat | awk 'hit { print; exit } / Hi$/ { hit = 1 }' | grep -q $'^\x1b\\[2m' \
-  || bad "the R1 reasoning is not dimmed"
+tmux -L "$sock" capture-pane -p -e -J -t chat | awk 'hit { print; exit } / Hi *$/ { hit = 1 }' | grep -q $'^\x1b\\[2m' \
+  || { bad "the R1 reasoning is not dimmed"; tmux -L "$sock" capture-pane -p -e -J -t chat | cat -A | grep -v "^\$$" | tail -n 8; }
 keys C-d
 wait_for "CHAT-EXITED rc=0"
 
