@@ -55,8 +55,11 @@ td_template td_template_detect(const char *jinja, const char *model_name, const 
     const char *dummy;
     if (!why) why = &dummy;
     if (jinja && *jinja) {
-        /* V3.1 switches on a `thinking` variable; R1 forces or strips reasoning; V3 knows no <think> */
-        if (strstr(jinja, "</think>") && strstr(jinja, "thinking")) {
+        /* V3.1 switches on a `thinking` variable (and tracks is_last_user); R1 forces or strips reasoning;
+         * V3 knows no <think> */
+        bool v31 = strstr(jinja, "is_last_user") || strstr(jinja, "thinking is defined") ||
+                   strstr(jinja, "if thinking") || strstr(jinja, "not thinking");
+        if (strstr(jinja, "</think>") && v31) {
             *why = "the model's chat template (V3.1: a thinking switch)";
             return TD_TEMPLATE_DEEPSEEK_V31;
         }

@@ -348,6 +348,7 @@ td_status td_generate(td_generator *g, const int32_t *prompt, int64_t n, const t
     g->oom = false;
     g->drafted = g->accepted = 0;
     td_detok_reset(g->detok);
+    td_detok_show_special(g->detok, p->show_special);
 
     bool cancelled = false;
     double t0 = td_now();

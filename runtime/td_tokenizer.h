@@ -129,6 +129,7 @@ const char *td_detok_push(td_detok *d, int32_t id, size_t *len);
 /* Whatever is still held back (an unfinished character becomes U+FFFD); the decoder is then empty. */
 const char *td_detok_flush(td_detok *d, size_t *len);
 void td_detok_reset(td_detok *d);
+void td_detok_show_special(td_detok *d, bool show);
 
 /* Replaces invalid UTF-8 in src[0..n) by U+FFFD (maximal subparts, as Rust's from_utf8_lossy) into dst,
  * which holds at least 3*n bytes; returns the bytes written. */

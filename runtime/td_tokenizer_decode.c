@@ -153,6 +153,7 @@ void td_detok_free(td_detok *d)
 }
 
 void td_detok_reset(td_detok *d) { d->held = 0; }
+void td_detok_show_special(td_detok *d, bool show) { d->show_special = show; }
 
 const char *td_detok_push(td_detok *d, int32_t id, size_t *len)
 {

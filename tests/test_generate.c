@@ -263,6 +263,26 @@ static void td_test_scripted(td_session *s, td_tokenizer *tok)
     td_sampler_free(greedy);
 }
 
+/* Special tokens are hidden unless show_special asks for them. */
+static void td_test_show_special(td_session *s, td_tokenizer *tok)
+{
+    td_sampler *greedy;
+    td_sampler_create(512, NULL, &greedy);
+    td_generator *g;
+    TD_CHECK(td_generator_create(s, tok, greedy, &g) == TD_OK);
+    int32_t script[] = {'a', T_EOS, 'b'}, prompt[2] = {1, 2};
+    for (int show = 0; show < 2; show++) {
+        td_script sc = {script, 3, 0, 1};
+        td_generator_set_step(g, td_script_step, &sc);
+        td_gen_params p = {.max_tokens = 3, .show_special = show};
+        TD_CHECK(td_generate(g, prompt, 2, &p, NULL, NULL) == TD_OK);
+        const char *text = td_generator_text(g, NULL);
+        TD_CHECKF(strcmp(text, show ? "a<eos>b" : "ab") == 0, "show_special %d: '%s'", show, text);
+    }
+    td_generator_free(g);
+    td_sampler_free(greedy);
+}
+
 int main(void)
 {
     const char *dir = td_test_fixture("safetensors/tiny-dsv3-bf16");
@@ -287,6 +307,7 @@ int main(void)
         td_test_model(s, tok, &ref);
         td_test_context_full(e, tok, &ref);
         td_test_scripted(s, tok_eos);
+        td_test_show_special(s, tok);
     }
     td_tokenizer_free(tok);
     td_tokenizer_free(tok_eos);
