@@ -82,6 +82,11 @@ td_status td_generator_create(td_session *s, const td_tokenizer *t, td_sampler *
     g->think_open = td_tokenizer_find(t, "<think>");
     g->think_close = td_tokenizer_find(t, "</think>");
     td_status st = td_detok_create(t, false, &g->detok);
+    /* the cache's token list holds at most the context: sized once, so decoding never grows it */
+    int64_t ctx = td_session_ctx(s);
+    if (st == TD_OK && !(g->cache.ids = td_malloc((size_t)ctx * sizeof(int32_t))))
+        st = td_fail(TD_E_NOMEM, "out of memory for a token list of %lld positions", (long long)ctx);
+    g->cache.cap = g->cache.ids ? ctx : 0;
     if (st != TD_OK) {
         td_generator_free(g);
         return st;

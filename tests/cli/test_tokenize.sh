@@ -74,5 +74,10 @@ expect 2 "add-special" "$tmp/b.txt" --tokenizer "$tok" --decode --add-special
 # a model directory without a tokenizer says where it looked
 expect 1 "no tokenizer.json" "$tmp/b.txt" --tokenizer "$TANDEM_SHARED/fixtures/safetensors/tiny-dsv3-bf16"
 
+# the benchmark runs on a given file (its speed is printed, never asserted)
+out=$("$TANDEM" bench tokenize --tokenizer "$tok" --file "$tmp/a.txt" --repeat 1 --json 2>&1)
+printf '%s' "$out" | grep -q '"mb_per_s":' || bad "bench tokenize: $out"
+out=$("$TANDEM" bench tokenize --tokenizer "$tok" --file "$tmp/nope.txt" 2>&1); [ $? -eq 1 ] || bad "bench tokenize on a missing file: $out"
+
 [ $fail -eq 0 ] && echo "ok: tokenize"
 exit $fail
