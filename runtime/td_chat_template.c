@@ -60,30 +60,31 @@ td_template td_template_detect(const char *jinja, const char *model_name, const 
         bool v31 = strstr(jinja, "is_last_user") || strstr(jinja, "thinking is defined") ||
                    strstr(jinja, "if thinking") || strstr(jinja, "not thinking");
         if (strstr(jinja, "</think>") && v31) {
-            *why = "the model's chat template (V3.1: a thinking switch)";
+            *why = "from the model's chat template: V3.1's thinking switch";
             return TD_TEMPLATE_DEEPSEEK_V31;
         }
         if (strstr(jinja, "<think>") || strstr(jinja, "</think>")) {
-            *why = "the model's chat template (R1: reasoning blocks)";
+            *why = "from the model's chat template: R1's reasoning blocks";
             return TD_TEMPLATE_DEEPSEEK_R1;
         }
         if (strstr(jinja, TD_ASSISTANT)) {
-            *why = "the model's chat template (V3)";
+            *why = "from the model's chat template";
             return TD_TEMPLATE_DEEPSEEK_V3;
         }
     }
     if (model_name && *model_name) {
         if (td_contains_ci(model_name, "v3.1") || td_contains_ci(model_name, "v3-1") ||
             td_contains_ci(model_name, "v3_1")) {
-            *why = "the model's name (V3.1)";
+            *why = "from the model's name";
             return TD_TEMPLATE_DEEPSEEK_V31;
         }
         if (td_contains_ci(model_name, "r1")) {
-            *why = "the model's name (R1)";
+            *why = "from the model's name";
             return TD_TEMPLATE_DEEPSEEK_R1;
         }
     }
-    *why = jinja && *jinja ? "default: the model's chat template is not one tandem knows" : "default (no template in the model)";
+    *why = jinja && *jinja ? "the default; the model's chat template is not one tandem knows"
+                            : "the default; the model has no chat template";
     return TD_TEMPLATE_DEEPSEEK_V3;
 }
 
