@@ -2,12 +2,16 @@
 
 #include "td_alloc.h"
 
-#include <strings.h>
 #include <string.h>
+#include <strings.h>
 
 #define TD_USER "<\xef\xbd\x9cUser\xef\xbd\x9c>"
-#define TD_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
-#define TD_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define TD_ASSISTANT                                                                                                   \
+    "<\xef\xbd\x9c"                                                                                                    \
+    "Assistant\xef\xbd\x9c>"
+#define TD_EOS                                                                                                         \
+    "<\xef\xbd\x9c"                                                                                                    \
+    "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
 
 static const struct {
     const char *name, *alias;
@@ -35,7 +39,10 @@ const char *td_template_name(td_template t)
     return (unsigned)t < TD_TEMPLATE_COUNT ? td_template_table[t].name : "?";
 }
 
-const char *td_template_names(void) { return "v3, r1, v3.1, v3.1-think, raw (or deepseek-v3, deepseek-r1, ...)"; }
+const char *td_template_names(void)
+{
+    return "v3, r1, v3.1, v3.1-think, raw (or deepseek-v3, deepseek-r1, ...)";
+}
 
 bool td_template_starts_thinking(td_template t)
 {
@@ -84,7 +91,7 @@ td_template td_template_detect(const char *jinja, const char *model_name, const 
         }
     }
     *why = jinja && *jinja ? "the default; the model's chat template is not one tandem knows"
-                            : "the default; the model has no chat template";
+                           : "the default; the model has no chat template";
     return TD_TEMPLATE_DEEPSEEK_V3;
 }
 
@@ -114,7 +121,10 @@ static void td_put_n(td_out *o, const char *s, size_t n)
     o->p[o->n] = '\0';
 }
 
-static void td_put(td_out *o, const char *s) { td_put_n(o, s, strlen(s)); }
+static void td_put(td_out *o, const char *s)
+{
+    td_put_n(o, s, strlen(s));
+}
 
 /* R1 keeps what follows the last </think> of an earlier answer, V3.1 what follows the first. */
 static const char *td_after_think(const char *content, bool last)
@@ -144,7 +154,8 @@ static void td_render_v31(td_out *o, td_template t, const td_chat_msg *msgs, int
             td_put(o, TD_EOS);
         }
     }
-    if (gen && last_user) td_put(o, t == TD_TEMPLATE_DEEPSEEK_V31_THINK ? TD_ASSISTANT "<think>" : TD_ASSISTANT "</think>");
+    if (gen && last_user)
+        td_put(o, t == TD_TEMPLATE_DEEPSEEK_V31_THINK ? TD_ASSISTANT "<think>" : TD_ASSISTANT "</think>");
 }
 
 static void td_render_v3_r1(td_out *o, td_template t, const td_chat_msg *msgs, int n, bool gen)
@@ -163,8 +174,8 @@ static void td_render_v3_r1(td_out *o, td_template t, const td_chat_msg *msgs, i
     if (gen) td_put(o, r1 ? TD_ASSISTANT "<think>\n" : TD_ASSISTANT);
 }
 
-td_status td_template_render(td_template t, const td_chat_msg *msgs, int n, const char *bos,
-                             bool add_generation_prompt, char **out)
+td_status td_template_render(td_template t, const td_chat_msg *msgs, int n, const char *bos, bool add_generation_prompt,
+                             char **out)
 {
     *out = NULL;
     if ((unsigned)t >= TD_TEMPLATE_COUNT) return td_fail(TD_E_ARG, "unknown chat template %d", (int)t);
@@ -187,7 +198,8 @@ td_status td_template_render(td_template t, const td_chat_msg *msgs, int n, cons
         }
         if (t == TD_TEMPLATE_DEEPSEEK_V31 || t == TD_TEMPLATE_DEEPSEEK_V31_THINK)
             td_render_v31(&o, t, msgs, n, add_generation_prompt);
-        else td_render_v3_r1(&o, t, msgs, n, add_generation_prompt);
+        else
+            td_render_v3_r1(&o, t, msgs, n, add_generation_prompt);
     }
     if (o.oom) {
         td_free(o.p);

@@ -15,12 +15,7 @@
 
 #include <stdbool.h>
 
-typedef enum td_chat_role {
-    TD_ROLE_SYSTEM = 0,
-    TD_ROLE_USER = 1,
-    TD_ROLE_ASSISTANT = 2,
-    TD_ROLE_COUNT
-} td_chat_role;
+typedef enum td_chat_role { TD_ROLE_SYSTEM = 0, TD_ROLE_USER = 1, TD_ROLE_ASSISTANT = 2, TD_ROLE_COUNT } td_chat_role;
 
 typedef struct td_chat_msg {
     td_chat_role role;
@@ -28,10 +23,10 @@ typedef struct td_chat_msg {
 } td_chat_msg;
 
 typedef enum td_template {
-    TD_TEMPLATE_RAW = 0,            /* no chat format: BOS, then the messages' text (plain completion) */
-    TD_TEMPLATE_DEEPSEEK_V3 = 1,    /* V3, V3-0324 */
+    TD_TEMPLATE_RAW = 0,         /* no chat format: BOS, then the messages' text (plain completion) */
+    TD_TEMPLATE_DEEPSEEK_V3 = 1, /* V3, V3-0324 */
     TD_TEMPLATE_DEEPSEEK_R1 = 2,
-    TD_TEMPLATE_DEEPSEEK_V31 = 3,   /* V3.1, non-thinking mode */
+    TD_TEMPLATE_DEEPSEEK_V31 = 3,       /* V3.1, non-thinking mode */
     TD_TEMPLATE_DEEPSEEK_V31_THINK = 4, /* V3.1, thinking mode */
     TD_TEMPLATE_COUNT
 } td_template;
@@ -53,7 +48,7 @@ bool td_template_starts_thinking(td_template t);
 
 /* Renders the conversation (td_free the result). add_generation_prompt ends it where the assistant's
  * answer begins. bos is the BOS token's text ("" when the tokenizer has none). */
-td_status td_template_render(td_template t, const td_chat_msg *msgs, int n, const char *bos,
-                             bool add_generation_prompt, char **out);
+td_status td_template_render(td_template t, const td_chat_msg *msgs, int n, const char *bos, bool add_generation_prompt,
+                             char **out);
 
 #endif

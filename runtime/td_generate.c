@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#define TD_GEN_MAX_PENDING 16
+#define TD_GEN_MAX_PENDING   16
 #define TD_GEN_PREFILL_CHUNK 128 /* prompt tokens per forward call, so that Ctrl-C is heard during a long prefill */
 
 typedef struct td_buf {
@@ -20,7 +20,7 @@ struct td_generator {
     const td_tokenizer *tok;
     td_sampler *sampler;
     td_detok *detok;
-    td_tokens cache;                 /* the tokens at positions 0..pos-1 of the session */
+    td_tokens cache; /* the tokens at positions 0..pos-1 of the session */
     int32_t pending[TD_GEN_MAX_PENDING];
     int n_pending;
     td_gen_step_fn step;
@@ -28,8 +28,8 @@ struct td_generator {
     int32_t eos, think_open, think_close;
     /* per call */
     const td_gen_params *p;
-    td_buf text;                     /* everything emitted */
-    td_buf held;                     /* text that may be the start of a stop string */
+    td_buf text; /* everything emitted */
+    td_buf held; /* text that may be the start of a stop string */
     td_gen_piece held_kind;
     bool in_think;
     bool oom;
@@ -67,11 +67,13 @@ td_status td_generator_create(td_session *s, const td_tokenizer *t, td_sampler *
     const td_model *m = td_engine_model(s->e);
     int64_t V = m->hp.vocab_size;
     if (td_sampler_n_vocab(sampler) != V)
-        return td_fail(TD_E_ARG, "the sampler covers %lld tokens but the model has %lld", (long long)td_sampler_n_vocab(sampler),
-                       (long long)V);
+        return td_fail(TD_E_ARG, "the sampler covers %lld tokens but the model has %lld",
+                       (long long)td_sampler_n_vocab(sampler), (long long)V);
     if (td_tokenizer_n_tokens(t) > V)
-        return td_fail(TD_E_FORMAT, "the tokenizer (%s) has %d tokens but %s only scores %lld: they do not belong "
-                       "together", td_tokenizer_source(t), td_tokenizer_n_tokens(t), m->path, (long long)V);
+        return td_fail(TD_E_FORMAT,
+                       "the tokenizer (%s) has %d tokens but %s only scores %lld: they do not belong "
+                       "together",
+                       td_tokenizer_source(t), td_tokenizer_n_tokens(t), m->path, (long long)V);
     td_generator *g = td_calloc(1, sizeof *g);
     if (!g) return td_fail(TD_E_NOMEM, "out of memory");
     g->s = s;
@@ -118,9 +120,18 @@ void td_generator_reset(td_generator *g)
     td_session_rewind(g->s, 0);
 }
 
-td_session *td_generator_session(td_generator *g) { return g->s; }
-int64_t td_generator_ctx_used(const td_generator *g) { return td_session_pos(g->s) + g->n_pending; }
-td_sampler *td_generator_sampler(td_generator *g) { return g->sampler; }
+td_session *td_generator_session(td_generator *g)
+{
+    return g->s;
+}
+int64_t td_generator_ctx_used(const td_generator *g)
+{
+    return td_session_pos(g->s) + g->n_pending;
+}
+td_sampler *td_generator_sampler(td_generator *g)
+{
+    return g->sampler;
+}
 
 const char *td_generator_text(const td_generator *g, size_t *len)
 {
@@ -153,7 +164,8 @@ td_status td_generator_flush_pending(td_generator *g)
 
 td_status td_generator_set_pending(td_generator *g, const int32_t *tokens, int n)
 {
-    if (n < 0 || n > TD_GEN_MAX_PENDING) return td_fail(TD_E_ARG, "%d pending tokens (at most %d)", n, TD_GEN_MAX_PENDING);
+    if (n < 0 || n > TD_GEN_MAX_PENDING)
+        return td_fail(TD_E_ARG, "%d pending tokens (at most %d)", n, TD_GEN_MAX_PENDING);
     memmove(g->pending, tokens, (size_t)n * sizeof(int32_t));
     g->n_pending = n;
     return TD_OK;
@@ -359,8 +371,10 @@ td_status td_generate(td_generator *g, const int32_t *prompt, int64_t n, const t
     double t0 = td_now();
     td_status rc = td_prefill(g, prompt, n, &st, &cancelled);
     double t1 = td_now();
-    if (rc == TD_OK && cancelled) st.stop = TD_GEN_STOP_CANCELLED;
-    else if (rc == TD_OK) rc = td_decode(g, out_tokens, &st);
+    if (rc == TD_OK && cancelled)
+        st.stop = TD_GEN_STOP_CANCELLED;
+    else if (rc == TD_OK)
+        rc = td_decode(g, out_tokens, &st);
     double t2 = td_now();
     if (rc == TD_OK && st.stop != TD_GEN_STOP_STRING && !td_flush_detok(g)) td_flush_held(g);
     if (rc == TD_OK && g->oom) rc = td_fail(TD_E_NOMEM, "out of memory for the generated text");

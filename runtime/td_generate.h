@@ -36,7 +36,7 @@ typedef enum td_gen_stop {
     TD_GEN_STOP_MAX_TOKENS = 1,
     TD_GEN_STOP_STRING = 2,
     TD_GEN_STOP_CANCELLED = 3,
-    TD_GEN_STOP_CONTEXT = 4,  /* the session's context is full */
+    TD_GEN_STOP_CONTEXT = 4, /* the session's context is full */
     TD_GEN_STOP_COUNT
 } td_gen_stop;
 
@@ -45,27 +45,27 @@ const char *td_gen_stop_name(td_gen_stop s);
 #define TD_GEN_MAX_STOP 8
 
 typedef struct td_gen_params {
-    int64_t max_tokens;           /* new tokens at most; 0: until EOS or a full context */
-    const char *const *stop;      /* up to TD_GEN_MAX_STOP stop strings (not included in the text) */
+    int64_t max_tokens;      /* new tokens at most; 0: until EOS or a full context */
+    const char *const *stop; /* up to TD_GEN_MAX_STOP stop strings (not included in the text) */
     int n_stop;
-    bool show_special;            /* stream the text of special tokens too */
-    bool ignore_eos;              /* keep going after EOS (benchmarks) */
-    bool starts_thinking;         /* the prompt ended inside <think>: the first text is reasoning */
-    td_gen_text_fn on_text;       /* may be NULL */
+    bool show_special;      /* stream the text of special tokens too */
+    bool ignore_eos;        /* keep going after EOS (benchmarks) */
+    bool starts_thinking;   /* the prompt ended inside <think>: the first text is reasoning */
+    td_gen_text_fn on_text; /* may be NULL */
     void *user;
     const volatile sig_atomic_t *cancel; /* nonzero stops at the next step (or prefill chunk); may be NULL */
 } td_gen_params;
 
 typedef struct td_gen_stats {
-    int64_t prompt_tokens;        /* prompt tokens run through the model by this call */
-    int64_t reused_tokens;        /* prompt tokens that were in the cache already */
-    int64_t gen_tokens;           /* tokens generated */
-    int64_t steps;                /* decode steps (one token each without MTP) */
-    double prompt_s, decode_s;    /* seconds */
+    int64_t prompt_tokens;     /* prompt tokens run through the model by this call */
+    int64_t reused_tokens;     /* prompt tokens that were in the cache already */
+    int64_t gen_tokens;        /* tokens generated */
+    int64_t steps;             /* decode steps (one token each without MTP) */
+    double prompt_s, decode_s; /* seconds */
     double prompt_tok_s, decode_tok_s;
-    double tokens_per_step;       /* gen_tokens / steps: 1.0 without speculation */
-    double mtp_acceptance;        /* accepted / drafted; NAN without MTP */
-    int64_t ctx_used, ctx_size;   /* positions in use after the call, and the session's context */
+    double tokens_per_step;     /* gen_tokens / steps: 1.0 without speculation */
+    double mtp_acceptance;      /* accepted / drafted; NAN without MTP */
+    int64_t ctx_used, ctx_size; /* positions in use after the call, and the session's context */
     td_gen_stop stop;
 } td_gen_stats;
 

@@ -8,9 +8,9 @@
 struct td_sampler {
     int64_t n_vocab;
     td_sampler_params p;
-    uint64_t rng[4];  /* xoshiro256** */
-    float *probs;     /* [n_vocab] scratch for td_sampler_sample */
-    int32_t *idx;     /* [n_vocab] candidate ids */
+    uint64_t rng[4]; /* xoshiro256** */
+    float *probs;    /* [n_vocab] scratch for td_sampler_sample */
+    int32_t *idx;    /* [n_vocab] candidate ids */
 };
 
 /* ------------------------------------------------------------------ random numbers */
@@ -23,7 +23,10 @@ static uint64_t td_splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t td_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t td_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t td_rng_next(uint64_t *s)
 {
@@ -43,26 +46,35 @@ void td_sampler_reseed(td_sampler *s, uint64_t seed)
     for (int i = 0; i < 4; i++) s->rng[i] = td_splitmix64(&seed);
 }
 
-double td_sampler_uniform(td_sampler *s) { return (double)(td_rng_next(s->rng) >> 11) * 0x1.0p-53; }
+double td_sampler_uniform(td_sampler *s)
+{
+    return (double)(td_rng_next(s->rng) >> 11) * 0x1.0p-53;
+}
 
 /* ------------------------------------------------------------------ lifecycle */
 
-td_sampler_params td_sampler_greedy(void) { return (td_sampler_params){.temperature = 0, .top_k = 0, .top_p = 1}; }
+td_sampler_params td_sampler_greedy(void)
+{
+    return (td_sampler_params){.temperature = 0, .top_k = 0, .top_p = 1};
+}
 
 td_status td_sampler_params_check(const td_sampler_params *p)
 {
     if (!isfinite(p->temperature) || p->temperature > 100)
         return td_fail(TD_E_ARG, "temperature %g is out of range (0 = greedy, up to 100)", p->temperature);
     if (p->top_k < 0) return td_fail(TD_E_ARG, "top-k %d is negative (0 turns it off)", p->top_k);
-    if (!(p->top_p > 0 && p->top_p <= 1)) return td_fail(TD_E_ARG, "top-p %g is out of range (0, 1] (1 turns it off)", p->top_p);
-    if (!(p->min_p >= 0 && p->min_p < 1)) return td_fail(TD_E_ARG, "min-p %g is out of range [0, 1) (0 turns it off)", p->min_p);
+    if (!(p->top_p > 0 && p->top_p <= 1))
+        return td_fail(TD_E_ARG, "top-p %g is out of range (0, 1] (1 turns it off)", p->top_p);
+    if (!(p->min_p >= 0 && p->min_p < 1))
+        return td_fail(TD_E_ARG, "min-p %g is out of range [0, 1) (0 turns it off)", p->min_p);
     return TD_OK;
 }
 
 td_status td_sampler_create(int64_t n_vocab, const td_sampler_params *p, td_sampler **out)
 {
     *out = NULL;
-    if (n_vocab < 1 || n_vocab > (1 << 26)) return td_fail(TD_E_ARG, "vocabulary size %lld is out of range", (long long)n_vocab);
+    if (n_vocab < 1 || n_vocab > (1 << 26))
+        return td_fail(TD_E_ARG, "vocabulary size %lld is out of range", (long long)n_vocab);
     td_sampler_params params = p ? *p : td_sampler_greedy();
     TD_TRY(td_sampler_params_check(&params));
     td_sampler *s = td_calloc(1, sizeof *s);
@@ -97,8 +109,14 @@ td_status td_sampler_set_params(td_sampler *s, const td_sampler_params *p)
     return TD_OK;
 }
 
-const td_sampler_params *td_sampler_params_of(const td_sampler *s) { return &s->p; }
-int64_t td_sampler_n_vocab(const td_sampler *s) { return s->n_vocab; }
+const td_sampler_params *td_sampler_params_of(const td_sampler *s)
+{
+    return &s->p;
+}
+int64_t td_sampler_n_vocab(const td_sampler *s)
+{
+    return s->n_vocab;
+}
 
 /* ------------------------------------------------------------------ the distribution */
 
@@ -111,7 +129,10 @@ int32_t td_argmax(const float *x, int64_t n)
 }
 
 /* Candidates are ordered by probability, then by id, so ties never depend on the sort. */
-static bool td_before(const float *p, int32_t a, int32_t b) { return p[a] != p[b] ? p[a] > p[b] : a < b; }
+static bool td_before(const float *p, int32_t a, int32_t b)
+{
+    return p[a] != p[b] ? p[a] > p[b] : a < b;
+}
 
 /* Moves the k best of idx[0..n) to the front (in no order): quickselect, linear on average. */
 static void td_select_top(const float *p, int32_t *idx, int64_t n, int64_t k)
@@ -131,9 +152,12 @@ static void td_select_top(const float *p, int32_t *idx, int64_t n, int64_t k)
                 idx[j--] = t;
             }
         }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break;
     }
 }
 
@@ -219,7 +243,10 @@ static void td_probs_with(td_sampler *s, const float *logits, float *probs)
     for (int64_t i = 0; i < V; i++) probs[i] = probs[i] < 0 ? -probs[i] * scale : 0;
 }
 
-void td_sampler_probs(td_sampler *s, const float *logits, float *probs) { td_probs_with(s, logits, probs); }
+void td_sampler_probs(td_sampler *s, const float *logits, float *probs)
+{
+    td_probs_with(s, logits, probs);
+}
 
 int32_t td_sampler_draw(td_sampler *s, const float *probs)
 {

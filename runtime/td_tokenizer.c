@@ -5,14 +5,17 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TD_TOK_MAX_TOKENS (1 << 24)
+#define TD_TOK_MAX_TOKENS      (1 << 24)
 #define TD_TOK_MAX_TOKEN_BYTES (1u << 16)
 
 /* ------------------------------------------------------------------ byte-level alphabet */
 
 /* GPT-2's bytes_to_unicode: the printable Latin-1 bytes stand for themselves; the other 68 bytes take
  * the code points 256, 257, ... in byte order. */
-static bool td_bytelevel_is_self(unsigned b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
+static bool td_bytelevel_is_self(unsigned b)
+{
+    return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+}
 
 uint32_t td_bytelevel_char(uint8_t b)
 {
@@ -167,8 +170,9 @@ static td_status td_tok_fill_texts(td_tokenizer *t, const td_tokenizer_vocab *v)
         total += 2 * (uint64_t)n;
     }
     t->text = td_malloc((size_t)total + 1);
-    if (!t->text) return td_fail(TD_E_NOMEM, "out of memory for the tokenizer's %llu bytes of token text",
-                                 (unsigned long long)total);
+    if (!t->text)
+        return td_fail(TD_E_NOMEM, "out of memory for the tokenizer's %llu bytes of token text",
+                       (unsigned long long)total);
     uint64_t off = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) {
         size_t n = td_vocab_token_len(v, i);
@@ -224,7 +228,8 @@ static td_status td_tok_build_maps(td_tokenizer *t)
         char u[4];
         uint32_t cp = td_bytelevel_char((uint8_t)b);
         size_t n = cp < 0x80 ? 1 : 2; /* the alphabet stays below U+0800 */
-        if (n == 1) u[0] = (char)cp;
+        if (n == 1)
+            u[0] = (char)cp;
         else {
             u[0] = (char)(0xC0 | (cp >> 6));
             u[1] = (char)(0x80 | (cp & 0x3F));
@@ -300,7 +305,8 @@ static td_status td_tok_build(td_tokenizer *t, const td_tokenizer_vocab *v)
     t->source = td_strdup(v->source ? v->source : "tokenizer");
     if (!t->text_off || !t->dec_off || !t->text_len || !t->dec_len || !t->attr || !t->added_flags || !t->source)
         return td_fail(TD_E_NOMEM, "out of memory for a tokenizer of %d tokens", v->n_tokens);
-    if (v->chat_template && !(t->chat_template = td_strdup(v->chat_template))) return td_fail(TD_E_NOMEM, "out of memory");
+    if (v->chat_template && !(t->chat_template = td_strdup(v->chat_template)))
+        return td_fail(TD_E_NOMEM, "out of memory");
     TD_TRY(td_tok_check_id_field(v, v->unk_id, "unknown-token"));
     TD_TRY(td_tok_check_id_field(v, v->bos_id, "BOS"));
     TD_TRY(td_tok_check_id_field(v, v->eos_id, "EOS"));
@@ -375,12 +381,30 @@ bool td_pretok_from_name(const char *name, td_pretok_kind *out)
 
 /* ------------------------------------------------------------------ accessors */
 
-int32_t td_tokenizer_n_tokens(const td_tokenizer *t) { return t->n_tokens; }
-int32_t td_tokenizer_bos(const td_tokenizer *t) { return t->bos_id; }
-int32_t td_tokenizer_eos(const td_tokenizer *t) { return t->eos_id; }
-const char *td_tokenizer_chat_template(const td_tokenizer *t) { return t->chat_template; }
-const char *td_tokenizer_source(const td_tokenizer *t) { return t->source; }
-size_t td_tokenizer_max_token_bytes(const td_tokenizer *t) { return t->max_dec_len; }
+int32_t td_tokenizer_n_tokens(const td_tokenizer *t)
+{
+    return t->n_tokens;
+}
+int32_t td_tokenizer_bos(const td_tokenizer *t)
+{
+    return t->bos_id;
+}
+int32_t td_tokenizer_eos(const td_tokenizer *t)
+{
+    return t->eos_id;
+}
+const char *td_tokenizer_chat_template(const td_tokenizer *t)
+{
+    return t->chat_template;
+}
+const char *td_tokenizer_source(const td_tokenizer *t)
+{
+    return t->source;
+}
+size_t td_tokenizer_max_token_bytes(const td_tokenizer *t)
+{
+    return t->max_dec_len;
+}
 
 td_token_attr td_tokenizer_attr(const td_tokenizer *t, int32_t id)
 {

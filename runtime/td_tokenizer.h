@@ -44,23 +44,23 @@ typedef enum td_pretok_kind {
 /* Everything a tokenizer is made of, as plain arrays (borrowed: td_tokenizer_create copies what it keeps). */
 typedef struct td_tokenizer_vocab {
     int32_t n_tokens;
-    const char *const *tokens;   /* [n_tokens] byte-level text of NORMAL tokens, literal text of added ones;
-                                    NULL for a hole */
-    const uint32_t *token_lens;  /* [n_tokens] byte lengths, or NULL when the strings end in NUL */
-    const uint8_t *attrs;        /* [n_tokens] td_token_attr, or NULL (all NORMAL) */
-    const uint8_t *added_flags;  /* [n_tokens] TD_ADDED_* for added tokens, or NULL (none) */
+    const char *const *tokens;  /* [n_tokens] byte-level text of NORMAL tokens, literal text of added ones;
+                                   NULL for a hole */
+    const uint32_t *token_lens; /* [n_tokens] byte lengths, or NULL when the strings end in NUL */
+    const uint8_t *attrs;       /* [n_tokens] td_token_attr, or NULL (all NORMAL) */
+    const uint8_t *added_flags; /* [n_tokens] TD_ADDED_* for added tokens, or NULL (none) */
     int32_t n_merges;
-    const char *const *merges;   /* [n_merges] "left right"; the rank of a merge is its index */
-    const uint32_t *merge_lens;  /* [n_merges] byte lengths, or NULL when NUL-terminated */
+    const char *const *merges;  /* [n_merges] "left right"; the rank of a merge is its index */
+    const uint32_t *merge_lens; /* [n_merges] byte lengths, or NULL when NUL-terminated */
     td_pretok_kind pretok;
-    int n_split_patterns;        /* TD_PRETOK_CUSTOM: regexes applied in order, each "isolated" */
+    int n_split_patterns; /* TD_PRETOK_CUSTOM: regexes applied in order, each "isolated" */
     const char *const *split_patterns;
-    bool ignore_merges;          /* a piece that is itself a vocabulary entry is not merged (BPE option) */
-    int32_t unk_id;              /* -1: bytes without a token are dropped (as tokenizers does) */
+    bool ignore_merges;             /* a piece that is itself a vocabulary entry is not merged (BPE option) */
+    int32_t unk_id;                 /* -1: bytes without a token are dropped (as tokenizers does) */
     int32_t bos_id, eos_id, pad_id; /* -1 when unknown */
-    bool add_bos, add_eos;       /* what "add special tokens" means for this tokenizer */
-    const char *chat_template;   /* Jinja text from the file, kept for template detection (may be NULL) */
-    const char *source;          /* file name, for messages */
+    bool add_bos, add_eos;          /* what "add special tokens" means for this tokenizer */
+    const char *chat_template;      /* Jinja text from the file, kept for template detection (may be NULL) */
+    const char *source;             /* file name, for messages */
 } td_tokenizer_vocab;
 
 /* The pre-tokenizer name of GGUF's tokenizer.ggml.pre -> kind; false if tandem does not know it. */

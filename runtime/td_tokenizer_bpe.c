@@ -17,13 +17,13 @@ typedef struct td_bpe_entry {
 
 struct td_bpe_scratch {
     size_t cap;
-    int32_t *sym;   /* [cap] symbol ids */
-    int32_t *rank;  /* [cap] rank of the pair starting at i (INT_MAX: none) */
-    int32_t *merged;/* [cap] the token that pair makes */
+    int32_t *sym;    /* [cap] symbol ids */
+    int32_t *rank;   /* [cap] rank of the pair starting at i (INT_MAX: none) */
+    int32_t *merged; /* [cap] the token that pair makes */
     int32_t *next, *prev;
     td_bpe_entry *heap;
     size_t heap_n, heap_cap;
-    char *bl;       /* byte-level text of a piece, for ignore_merges */
+    char *bl; /* byte-level text of a piece, for ignore_merges */
     size_t bl_cap;
 };
 
@@ -103,7 +103,10 @@ static int td_bpe_scan(const td_tokenizer *t, td_bpe_scratch *s, int n)
 
 /* ------------------------------------------------------------------ heap path */
 
-static bool td_entry_less(td_bpe_entry a, td_bpe_entry b) { return a.rank != b.rank ? a.rank < b.rank : a.pos < b.pos; }
+static bool td_entry_less(td_bpe_entry a, td_bpe_entry b)
+{
+    return a.rank != b.rank ? a.rank < b.rank : a.pos < b.pos;
+}
 
 static td_status td_heap_push(td_bpe_scratch *s, td_bpe_entry e)
 {
@@ -189,7 +192,8 @@ static td_status td_bpe_whole(const td_tokenizer *t, td_bpe_scratch *s, const ch
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t cp = td_bytelevel_char((uint8_t)piece[i]);
-        if (cp < 0x80) s->bl[o++] = (char)cp;
+        if (cp < 0x80)
+            s->bl[o++] = (char)cp;
         else {
             s->bl[o++] = (char)(0xC0 | (cp >> 6));
             s->bl[o++] = (char)(0x80 | (cp & 0x3F));
@@ -217,8 +221,10 @@ static td_status td_bpe_run(const td_tokenizer *t, td_bpe_scratch *s, const char
         if (id >= 0) s->sym[k++] = id;
     }
     bool heap = force ? force > 0 : k > TD_BPE_SCAN_MAX;
-    if (heap) TD_TRY(td_bpe_heap(t, s, k, &k));
-    else k = td_bpe_scan(t, s, k);
+    if (heap)
+        TD_TRY(td_bpe_heap(t, s, k, &k));
+    else
+        k = td_bpe_scan(t, s, k);
     for (int i = 0; i < k; i++) TD_TRY(td_tokens_push(out, s->sym[i]));
     return TD_OK;
 }

@@ -13,15 +13,24 @@ static int td_utf8_seq(const uint8_t *s, size_t n)
     if (c < 0x80) return 1;
     int need;
     uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c == 0xE0) need = 2, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) need = 2;
-    else if (c == 0xED) need = 2, hi = 0x9F;
-    else if (c == 0xEE || c == 0xEF) need = 2;
-    else if (c == 0xF0) need = 3, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) need = 3;
-    else if (c == 0xF4) need = 3, hi = 0x8F;
-    else return -1;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 1;
+    else if (c == 0xE0)
+        need = 2, lo = 0xA0;
+    else if (c >= 0xE1 && c <= 0xEC)
+        need = 2;
+    else if (c == 0xED)
+        need = 2, hi = 0x9F;
+    else if (c == 0xEE || c == 0xEF)
+        need = 2;
+    else if (c == 0xF0)
+        need = 3, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+        need = 3;
+    else if (c == 0xF4)
+        need = 3, hi = 0x8F;
+    else
+        return -1;
     for (int i = 1; i <= need; i++) {
         if ((size_t)i >= n) return 0;
         if (s[i] < lo || s[i] > hi) return -i;
@@ -120,9 +129,9 @@ td_status td_tokenizer_decode(const td_tokenizer *t, const int32_t *ids, int64_t
 struct td_detok {
     const td_tokenizer *t;
     bool show_special;
-    uint8_t *in;   /* held-back bytes (< 4) followed by the new token's bytes */
+    uint8_t *in; /* held-back bytes (< 4) followed by the new token's bytes */
     size_t held;
-    char *out;     /* 3 bytes per input byte at most */
+    char *out; /* 3 bytes per input byte at most */
 };
 
 td_status td_detok_create(const td_tokenizer *t, bool show_special, td_detok **out)
@@ -152,8 +161,14 @@ void td_detok_free(td_detok *d)
     td_free(d);
 }
 
-void td_detok_reset(td_detok *d) { d->held = 0; }
-void td_detok_show_special(td_detok *d, bool show) { d->show_special = show; }
+void td_detok_reset(td_detok *d)
+{
+    d->held = 0;
+}
+void td_detok_show_special(td_detok *d, bool show)
+{
+    d->show_special = show;
+}
 
 const char *td_detok_push(td_detok *d, int32_t id, size_t *len)
 {

@@ -86,8 +86,10 @@ static td_status td_encode_pass(td_encode_ctx *c, const char *s, size_t begin, s
         if (t->added_flags[id] & TD_ADDED_RSTRIP)
             for (size_t k; me < end && (k = td_next_char(s, me, &cp)) && td_is_white_space(cp);) me += k;
         if (ms > start) {
-            if (last_pass) TD_TRY(td_pretok_split(&t->pretok, c->run, s + start, ms - start, td_encode_piece, c));
-            else TD_TRY(td_encode_pass(c, s, start, ms, 1));
+            if (last_pass)
+                TD_TRY(td_pretok_split(&t->pretok, c->run, s + start, ms - start, td_encode_piece, c));
+            else
+                TD_TRY(td_encode_pass(c, s, start, ms, 1));
         }
         TD_TRY(td_tokens_push(c->out, id));
         start = i = me;
@@ -103,8 +105,10 @@ td_status td_tokenizer_encode(const td_tokenizer *t, const char *text, size_t le
 {
     size_t valid = td_utf8_valid_prefix((const uint8_t *)text, len);
     if (valid != len)
-        return td_fail(TD_E_FORMAT, "the text is not valid UTF-8 at byte %zu (0x%02x); convert it to UTF-8 first "
-                       "(e.g. with iconv)", valid, (uint8_t)text[valid]);
+        return td_fail(TD_E_FORMAT,
+                       "the text is not valid UTF-8 at byte %zu (0x%02x); convert it to UTF-8 first "
+                       "(e.g. with iconv)",
+                       valid, (uint8_t)text[valid]);
     if (add_special && t->add_bos) TD_TRY(td_tokens_push(out, t->bos_id));
     td_encode_ctx c = {.t = t, .out = out};
     td_status st = td_pretok_run_create(&t->pretok, &c.run);

@@ -10,8 +10,14 @@
 #include <string.h>
 
 /* llama.cpp's token types */
-enum { TD_GGUF_TOK_NORMAL = 1, TD_GGUF_TOK_UNKNOWN = 2, TD_GGUF_TOK_CONTROL = 3, TD_GGUF_TOK_USER = 4,
-       TD_GGUF_TOK_UNUSED = 5, TD_GGUF_TOK_BYTE = 6 };
+enum {
+    TD_GGUF_TOK_NORMAL = 1,
+    TD_GGUF_TOK_UNKNOWN = 2,
+    TD_GGUF_TOK_CONTROL = 3,
+    TD_GGUF_TOK_USER = 4,
+    TD_GGUF_TOK_UNUSED = 5,
+    TD_GGUF_TOK_BYTE = 6
+};
 
 typedef struct td_gguf_vocab {
     td_tokenizer_vocab v;
@@ -67,21 +73,29 @@ static td_status td_gguf_check_kind(const td_gguf *g, const char *src)
     char model[64], pre[64];
     td_status st = td_gguf_get_str_copy(g, "tokenizer.ggml.model", model, sizeof model);
     if (st == TD_E_NOT_FOUND)
-        return td_fail(TD_E_NOT_FOUND, "%s has no tokenizer (no tokenizer.ggml.* metadata); pass a tokenizer.json "
-                       "with --tokenizer", src);
+        return td_fail(TD_E_NOT_FOUND,
+                       "%s has no tokenizer (no tokenizer.ggml.* metadata); pass a tokenizer.json "
+                       "with --tokenizer",
+                       src);
     TD_TRY(st);
     if (strcmp(model, "gpt2") != 0)
-        return td_fail(TD_E_UNSUPPORTED, "%s: tokenizer.ggml.model '%s' is not supported (tandem runs byte-level BPE, "
-                       "\"gpt2\")", src, model);
+        return td_fail(TD_E_UNSUPPORTED,
+                       "%s: tokenizer.ggml.model '%s' is not supported (tandem runs byte-level BPE, "
+                       "\"gpt2\")",
+                       src, model);
     st = td_gguf_get_str_copy(g, "tokenizer.ggml.pre", pre, sizeof pre);
     if (st == TD_E_NOT_FOUND)
-        return td_fail(TD_E_UNSUPPORTED, "%s: no tokenizer.ggml.pre, so the pre-tokenizer is unknown; reconvert the "
-                       "model with a current llama.cpp, or pass its tokenizer.json with --tokenizer", src);
+        return td_fail(TD_E_UNSUPPORTED,
+                       "%s: no tokenizer.ggml.pre, so the pre-tokenizer is unknown; reconvert the "
+                       "model with a current llama.cpp, or pass its tokenizer.json with --tokenizer",
+                       src);
     TD_TRY(st);
     td_pretok_kind kind;
     if (!td_pretok_from_name(pre, &kind))
-        return td_fail(TD_E_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported (tandem knows deepseek-v3); pass "
-                       "the model's tokenizer.json with --tokenizer", src, pre);
+        return td_fail(TD_E_UNSUPPORTED,
+                       "%s: pre-tokenizer '%s' is not supported (tandem knows deepseek-v3); pass "
+                       "the model's tokenizer.json with --tokenizer",
+                       src, pre);
     return TD_OK;
 }
 
@@ -119,7 +133,8 @@ static td_status td_gguf_tokens(const td_gguf *g, const char *src, td_gguf_vocab
         case TD_GGUF_TOK_USER: w->attrs[i] = TD_TOKEN_ADDED; break;
         case TD_GGUF_TOK_UNUSED: w->attrs[i] = TD_TOKEN_UNUSED; break;
         default:
-            return td_fail(TD_E_FORMAT, "%s: token %d has type %lld (llama.cpp's types are 1..6)", src, i, (long long)type);
+            return td_fail(TD_E_FORMAT, "%s: token %d has type %lld (llama.cpp's types are 1..6)", src, i,
+                           (long long)type);
         }
     }
     w->v.n_tokens = n;

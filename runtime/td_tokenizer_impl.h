@@ -31,21 +31,21 @@ typedef struct td_pretok {
 
 struct td_tokenizer {
     int32_t n_tokens;
-    char *text;          /* arena: every token's stored text, then its decoded bytes */
-    uint64_t *text_off;  /* [n_tokens] stored text */
+    char *text;         /* arena: every token's stored text, then its decoded bytes */
+    uint64_t *text_off; /* [n_tokens] stored text */
     uint32_t *text_len;
-    uint64_t *dec_off;   /* [n_tokens] decoded bytes */
+    uint64_t *dec_off; /* [n_tokens] decoded bytes */
     uint32_t *dec_len;
-    uint8_t *attr;       /* [n_tokens] td_token_attr */
-    uint8_t *added_flags;/* [n_tokens] */
+    uint8_t *attr;        /* [n_tokens] td_token_attr */
+    uint8_t *added_flags; /* [n_tokens] */
     size_t max_dec_len;
-    td_strmap vocab;     /* stored text -> id, every token */
-    td_strmap added;     /* literal text -> id, added tokens only */
+    td_strmap vocab;          /* stored text -> id, every token */
+    td_strmap added;          /* literal text -> id, added tokens only */
     uint8_t added_first[256]; /* which bytes can start an added token */
-    uint32_t *added_lens;/* distinct added-token lengths, longest first */
+    uint32_t *added_lens;     /* distinct added-token lengths, longest first */
     int n_added_lens;
     bool any_normalized_added;
-    int32_t byte_id[256];/* the token of each single byte (-1: none) */
+    int32_t byte_id[256]; /* the token of each single byte (-1: none) */
     td_mergemap merges;
     td_pretok pretok;
     bool ignore_merges;
@@ -58,7 +58,10 @@ struct td_tokenizer {
 uint64_t td_tok_hash(const char *s, size_t n);
 /* -1 when absent. */
 int32_t td_strmap_get(const td_tokenizer *t, const td_strmap *m, const char *s, size_t n);
-static inline const char *td_tok_text(const td_tokenizer *t, int32_t id) { return t->text + t->text_off[id]; }
+static inline const char *td_tok_text(const td_tokenizer *t, int32_t id)
+{
+    return t->text + t->text_off[id];
+}
 
 /* Byte-level alphabet (GPT-2's bytes_to_unicode): each byte's code point, and back (-1: not in it). */
 uint32_t td_bytelevel_char(uint8_t b);

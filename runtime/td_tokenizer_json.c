@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define TD_TOKENIZER_JSON_MAX (1ull << 30)
-#define TD_TOKENIZER_MAX_ID ((1 << 24) - 1)
+#define TD_TOKENIZER_MAX_ID   ((1 << 24) - 1)
 
 /* GPT-2's split, which ByteLevel runs itself when use_regex is true. */
 static const char td_gpt2_pattern[] =
@@ -20,19 +20,25 @@ static const char td_gpt2_pattern[] =
 typedef struct td_json_load {
     const char *src;
     td_tokenizer_vocab v;
-    char **tokens;           /* [n] owned copies (NULL: hole) */
+    char **tokens; /* [n] owned copies (NULL: hole) */
     uint32_t *lens;
     uint8_t *attrs, *flags;
-    char **merges;           /* [n_merges] owned "left right" */
+    char **merges; /* [n_merges] owned "left right" */
     char *patterns[TD_TOK_MAX_SPLITS];
     int n_patterns;
-    bool byte_level;         /* a ByteLevel step ends the pre-tokenizer */
-    int32_t pp_bos, pp_eos;  /* from the post-processor template, -1 if none */
+    bool byte_level;        /* a ByteLevel step ends the pre-tokenizer */
+    int32_t pp_bos, pp_eos; /* from the post-processor template, -1 if none */
 } td_json_load;
 
-static const cJSON *td_jget(const cJSON *o, const char *key) { return cJSON_GetObjectItemCaseSensitive(o, key); }
+static const cJSON *td_jget(const cJSON *o, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, key);
+}
 
-static bool td_jtrue(const cJSON *o, const char *key) { return cJSON_IsTrue(td_jget(o, key)); }
+static bool td_jtrue(const cJSON *o, const char *key)
+{
+    return cJSON_IsTrue(td_jget(o, key));
+}
 
 static const char *td_jstr(const cJSON *o, const char *key)
 {
@@ -113,10 +119,13 @@ static td_status td_json_vocab(td_json_load *L, const cJSON *model, const cJSON 
     cJSON_ArrayForEach(e, added)
     {
         if (td_jtrue(e, "single_word"))
-            return td_fail(TD_E_UNSUPPORTED, "%s: added_tokens[%d] ('%.80s') is single_word, which tandem does not "
-                           "handle", L->src, i, td_jstr(e, "content"));
-        uint8_t flags = (uint8_t)((td_jtrue(e, "lstrip") ? TD_ADDED_LSTRIP : 0) | (td_jtrue(e, "rstrip") ? TD_ADDED_RSTRIP : 0) |
-                                  (td_jtrue(e, "normalized") ? TD_ADDED_NORMALIZED : 0));
+            return td_fail(TD_E_UNSUPPORTED,
+                           "%s: added_tokens[%d] ('%.80s') is single_word, which tandem does not "
+                           "handle",
+                           L->src, i, td_jstr(e, "content"));
+        uint8_t flags =
+            (uint8_t)((td_jtrue(e, "lstrip") ? TD_ADDED_LSTRIP : 0) | (td_jtrue(e, "rstrip") ? TD_ADDED_RSTRIP : 0) |
+                      (td_jtrue(e, "normalized") ? TD_ADDED_NORMALIZED : 0));
         uint8_t attr = td_jtrue(e, "special") ? TD_TOKEN_SPECIAL : TD_TOKEN_ADDED;
         int64_t id = (int64_t)td_jget(e, "id")->valuedouble;
         /* an added token may repeat a vocabulary entry (same id, same text); it then matches as a whole */
@@ -227,8 +236,10 @@ static td_status td_json_pretok_step(td_json_load *L, const cJSON *step, int dep
     if (strcmp(type, "Split") == 0) {
         const char *behavior = td_jstr(step, "behavior");
         if (!behavior || strcmp(behavior, "Isolated") != 0 || td_jtrue(step, "invert"))
-            return td_fail(TD_E_UNSUPPORTED, "%s: only Split with behavior Isolated (not inverted) is supported, "
-                           "found '%s'", L->src, behavior ? behavior : "(none)");
+            return td_fail(TD_E_UNSUPPORTED,
+                           "%s: only Split with behavior Isolated (not inverted) is supported, "
+                           "found '%s'",
+                           L->src, behavior ? behavior : "(none)");
         const cJSON *pat = td_jget(step, "pattern");
         const char *re = td_jstr(pat, "Regex"), *lit = td_jstr(pat, "String");
         if (!re && !lit) return td_fail(TD_E_FORMAT, "%s: a Split has no Regex or String pattern", L->src);
@@ -242,8 +253,10 @@ static td_status td_json_pretok_step(td_json_load *L, const cJSON *step, int dep
         L->byte_level = true;
         return TD_OK;
     }
-    return td_fail(TD_E_UNSUPPORTED, "%s: pre_tokenizer step '%s' is not supported (tandem runs regex splits "
-                   "followed by ByteLevel)", L->src, type);
+    return td_fail(TD_E_UNSUPPORTED,
+                   "%s: pre_tokenizer step '%s' is not supported (tandem runs regex splits "
+                   "followed by ByteLevel)",
+                   L->src, type);
 }
 
 static td_status td_json_pipeline(td_json_load *L, const cJSON *root)
@@ -304,14 +317,19 @@ static td_status td_json_post(td_json_load *L, const cJSON *pp, int depth)
         const cJSON *ids = td_jget(td_jget(td_jget(pp, "special_tokens"), name ? name : ""), "ids");
         int64_t v;
         if (cJSON_GetArraySize(ids) == 1 && td_jint(ids->child, 0, L->v.n_tokens - 1, &v)) id = (int32_t)v;
-        if (id < 0) return td_fail(TD_E_FORMAT, "%s: post_processor names special token '%.80s' without one valid id",
-                                   L->src, name ? name : "?");
-        if (after) L->pp_eos = id, after_n++;
-        else L->pp_bos = id, before_n++;
+        if (id < 0)
+            return td_fail(TD_E_FORMAT, "%s: post_processor names special token '%.80s' without one valid id", L->src,
+                           name ? name : "?");
+        if (after)
+            L->pp_eos = id, after_n++;
+        else
+            L->pp_bos = id, before_n++;
     }
     if (before_n > 1 || after_n > 1)
-        return td_fail(TD_E_UNSUPPORTED, "%s: post_processor adds %d tokens before and %d after; tandem handles one BOS "
-                       "and one EOS", L->src, before_n, after_n);
+        return td_fail(TD_E_UNSUPPORTED,
+                       "%s: post_processor adds %d tokens before and %d after; tandem handles one BOS "
+                       "and one EOS",
+                       L->src, before_n, after_n);
     return TD_OK;
 }
 
@@ -354,8 +372,12 @@ static void td_json_specials(td_json_load *L, const cJSON *cfg)
     int32_t eos = eos_name ? td_json_find(L, eos_name) : -1;
     if (bos < 0) bos = L->pp_bos;
     if (eos < 0) eos = L->pp_eos;
-    if (bos < 0) bos = td_json_find(L, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
-    if (eos < 0) eos = td_json_find(L, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+    if (bos < 0)
+        bos = td_json_find(L, "<\xef\xbd\x9c"
+                              "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+    if (eos < 0)
+        eos = td_json_find(L, "<\xef\xbd\x9c"
+                              "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
     const cJSON *ab = td_jget(cfg, "add_bos_token"), *ae = td_jget(cfg, "add_eos_token");
     L->v.bos_id = bos;
     L->v.eos_id = eos;
@@ -392,8 +414,7 @@ static td_status td_json_parse(td_json_load *L, const cJSON *root)
     const char *unk = td_jstr(model, "unk_token");
     L->v.unk_id = unk ? td_json_find(L, unk) : -1;
     if (unk) {
-        if (L->v.unk_id < 0)
-            return td_fail(TD_E_FORMAT, "%s: unk_token '%.80s' is not in the vocabulary", L->src, unk);
+        if (L->v.unk_id < 0) return td_fail(TD_E_FORMAT, "%s: unk_token '%.80s' is not in the vocabulary", L->src, unk);
     }
     return TD_OK;
 }
@@ -437,8 +458,10 @@ td_status td_tokenizer_load_json(const char *path, td_tokenizer **out)
         snprintf(file, sizeof file, "%s/tokenizer.json", path);
         snprintf(dir, sizeof dir, "%s", path);
         if (!td_path_exists(file))
-            return td_fail(TD_E_NOT_FOUND, "%s: no tokenizer.json in this directory (an HF model directory has one "
-                           "beside config.json)", path);
+            return td_fail(TD_E_NOT_FOUND,
+                           "%s: no tokenizer.json in this directory (an HF model directory has one "
+                           "beside config.json)",
+                           path);
     } else {
         snprintf(file, sizeof file, "%s", path);
         char copy[4096];

@@ -38,7 +38,9 @@ td_status td_tokenizer_for_model(const struct td_model *m, td_tokenizer **out)
     }
     snprintf(file, sizeof file, "%s/tokenizer.json", dir);
     if (!td_path_exists(file))
-        return td_fail(TD_E_NOT_FOUND, "%s has no tokenizer: looked for %s. Copy the model's tokenizer.json (and "
-                       "tokenizer_config.json) there, or pass one with --tokenizer", m->path, file);
+        return td_fail(TD_E_NOT_FOUND,
+                       "%s has no tokenizer: looked for %s. Copy the model's tokenizer.json (and "
+                       "tokenizer_config.json) there, or pass one with --tokenizer",
+                       m->path, file);
     return td_tokenizer_load_json(dir, out);
 }

@@ -17,7 +17,7 @@ const char *const td_pretok_deepseek_v3[3] = {
     " ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
 };
 
-#define TD_WHITE_SPACE                                                                                 \
+#define TD_WHITE_SPACE                                                                                                 \
     "\\t\\n\\x0B\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
 typedef struct td_strbuf {
@@ -44,7 +44,10 @@ static void td_sb_put(td_strbuf *b, const char *s, size_t n)
     b->p[b->n] = '\0';
 }
 
-static void td_sb_str(td_strbuf *b, const char *s) { td_sb_put(b, s, strlen(s)); }
+static void td_sb_str(td_strbuf *b, const char *s)
+{
+    td_sb_put(b, s, strlen(s));
+}
 
 /* Rewrites \s and \S (outside character classes, and \s inside them) as White_Space classes. */
 static char *td_pattern_translate(const char *pat)
@@ -57,16 +60,20 @@ static char *td_pattern_translate(const char *pat)
         char c = pat[i];
         if (c == '\\' && i + 1 < n) {
             char e = pat[i + 1];
-            if (e == 's' && !in_class) td_sb_str(&b, "[" TD_WHITE_SPACE "]");
-            else if (e == 'S' && !in_class) td_sb_str(&b, "[^" TD_WHITE_SPACE "]");
-            else if (e == 's') td_sb_str(&b, TD_WHITE_SPACE);
+            if (e == 's' && !in_class)
+                td_sb_str(&b, "[" TD_WHITE_SPACE "]");
+            else if (e == 'S' && !in_class)
+                td_sb_str(&b, "[^" TD_WHITE_SPACE "]");
+            else if (e == 's')
+                td_sb_str(&b, TD_WHITE_SPACE);
             else if (e == 'Q') {
                 const char *end = strstr(pat + i + 2, "\\E");
                 size_t stop = end ? (size_t)(end - pat) + 2 : n;
                 td_sb_put(&b, pat + i, stop - i);
                 i = stop - 1;
                 continue;
-            } else td_sb_put(&b, pat + i, 2);
+            } else
+                td_sb_put(&b, pat + i, 2);
             i++;
         } else if (!in_class && c == '[') {
             in_class = true;
@@ -158,7 +165,10 @@ void td_pretok_run_free(td_pretok_run *r)
     td_free(r);
 }
 
-static size_t td_utf8_char_len(uint8_t c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
+static size_t td_utf8_char_len(uint8_t c)
+{
+    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+}
 
 static td_status td_split_level(const td_pretok *p, td_pretok_run *r, int level, const char *s, size_t n,
                                 td_piece_fn piece, void *ctx)

@@ -27,7 +27,8 @@ static td_tokenizer *td_make_tokenizer(int n, int32_t eos)
             cp = 256 + k;
         }
         memset(names[b], 0, 16);
-        if (cp < 0x80) names[b][0] = (char)cp;
+        if (cp < 0x80)
+            names[b][0] = (char)cp;
         else {
             names[b][0] = (char)(0xC0 | (cp >> 6));
             names[b][1] = (char)(0x80 | (cp & 0x3F));
@@ -36,12 +37,24 @@ static td_tokenizer *td_make_tokenizer(int n, int32_t eos)
         attrs[b] = TD_TOKEN_NORMAL;
     }
     for (int i = 256; i < n; i++) {
-        snprintf(names[i], 16, i == T_THINK ? "<think>" : i == T_UNTHINK ? "</think>" : i == T_EOS ? "<eos>" : "<t%d>", i);
+        snprintf(names[i], 16,
+                 i == T_THINK     ? "<think>"
+                 : i == T_UNTHINK ? "</think>"
+                 : i == T_EOS     ? "<eos>"
+                                  : "<t%d>",
+                 i);
         tokens[i] = names[i];
         attrs[i] = i == T_EOS ? TD_TOKEN_SPECIAL : TD_TOKEN_ADDED;
     }
-    td_tokenizer_vocab v = {.n_tokens = n, .tokens = tokens, .attrs = attrs, .pretok = TD_PRETOK_DEEPSEEK_V3,
-                            .unk_id = -1, .bos_id = -1, .eos_id = eos, .pad_id = -1, .source = "test vocabulary"};
+    td_tokenizer_vocab v = {.n_tokens = n,
+                            .tokens = tokens,
+                            .attrs = attrs,
+                            .pretok = TD_PRETOK_DEEPSEEK_V3,
+                            .unk_id = -1,
+                            .bos_id = -1,
+                            .eos_id = eos,
+                            .pad_id = -1,
+                            .source = "test vocabulary"};
     td_tokenizer *t = NULL;
     if (td_tokenizer_create(&v, &t) != TD_OK) fprintf(stderr, "tokenizer: %s\n", td_errmsg());
     return t;
@@ -79,7 +92,8 @@ static void td_on_text(void *user, td_gen_piece kind, const char *s, size_t n)
     td_collect *c = user;
     c->pieces[kind]++;
     if (c->n + n < sizeof c->text) memcpy(c->text + c->n, s, n), c->n += n;
-    if (kind == TD_PIECE_THINK && c->n_think + n < sizeof c->think) memcpy(c->think + c->n_think, s, n), c->n_think += n;
+    if (kind == TD_PIECE_THINK && c->n_think + n < sizeof c->think)
+        memcpy(c->think + c->n_think, s, n), c->n_think += n;
 }
 
 static void td_test_model(td_session *s, td_tokenizer *tok, const td_ref *ref)
@@ -230,7 +244,8 @@ static void td_test_scripted(td_session *s, td_tokenizer *tok)
     td_generator *g;
     TD_CHECK(td_generator_create(s, tok, greedy, &g) == TD_OK);
     /* "<think>hmm</think>Ok é🙂" then EOS; é and 🙂 arrive one byte at a time */
-    int32_t script[] = {T_THINK, 'h', 'm', 'm', T_UNTHINK, 'O', 'k', ' ', 0xC3, 0xA9, 0xF0, 0x9F, 0x99, 0x82, T_EOS, 'z'};
+    int32_t script[] = {T_THINK, 'h',  'm',  'm',  T_UNTHINK, 'O',  'k',   ' ',
+                        0xC3,    0xA9, 0xF0, 0x9F, 0x99,      0x82, T_EOS, 'z'};
     td_script sc = {script, (int)(sizeof script / sizeof script[0]), 0, 3};
     td_generator_set_step(g, td_script_step, &sc);
     td_collect col = {0};

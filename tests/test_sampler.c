@@ -250,8 +250,12 @@ static void td_test_no_alloc(uint64_t *rng)
 static void td_test_bad_params(void)
 {
     td_sampler_params bad[] = {
-        {.temperature = NAN, .top_p = 1}, {.temperature = 1e9, .top_p = 1}, {.temperature = 1, .top_k = -1, .top_p = 1},
-        {.temperature = 1, .top_p = 0},   {.temperature = 1, .top_p = 1.5}, {.temperature = 1, .top_p = 1, .min_p = 1},
+        {.temperature = NAN, .top_p = 1},
+        {.temperature = 1e9, .top_p = 1},
+        {.temperature = 1, .top_k = -1, .top_p = 1},
+        {.temperature = 1, .top_p = 0},
+        {.temperature = 1, .top_p = 1.5},
+        {.temperature = 1, .top_p = 1, .min_p = 1},
         {.temperature = 1, .top_p = 1, .min_p = -0.1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

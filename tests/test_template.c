@@ -28,7 +28,8 @@ static void td_expect(td_template t, const td_chat_msg *m, int n, bool gen, cons
 {
     char *got = NULL;
     TD_CHECK(td_template_render(t, m, n, BOS, gen, &got) == TD_OK);
-    TD_CHECKF(got && strcmp(got, want) == 0, "%s:\n got  %s\n want %s", td_template_name(t), got ? got : "(null)", want);
+    TD_CHECKF(got && strcmp(got, want) == 0, "%s:\n got  %s\n want %s", td_template_name(t), got ? got : "(null)",
+              want);
     td_free(got);
 }
 
@@ -61,7 +62,8 @@ static void td_test_render(void)
               "<｜User｜>What is 2+2?<｜Assistant｜><think>\n");
     /* R1 keeps what follows the last tag */
     r1[2].content = "a</think>b</think>c";
-    td_expect(TD_TEMPLATE_DEEPSEEK_R1, r1 + 1, 2, false, "<｜begin▁of▁sentence｜><｜User｜>Hi!<｜Assistant｜>c<｜end▁of▁sentence｜>");
+    td_expect(TD_TEMPLATE_DEEPSEEK_R1, r1 + 1, 2, false,
+              "<｜begin▁of▁sentence｜><｜User｜>Hi!<｜Assistant｜>c<｜end▁of▁sentence｜>");
 
     td_expect(TD_TEMPLATE_DEEPSEEK_V31, conv, 5, true,
               "<｜begin▁of▁sentence｜>You are a helpful assistant.\n\nAnswer briefly."
@@ -79,7 +81,8 @@ static void td_test_render(void)
     td_expect(TD_TEMPLATE_DEEPSEEK_V31, v31 + 1, 2, false,
               "<｜begin▁of▁sentence｜><｜User｜>Hi!<｜Assistant｜></think>b</think>c<｜end▁of▁sentence｜>");
     /* no system prompt, one turn */
-    td_expect(TD_TEMPLATE_DEEPSEEK_V3, conv + 4, 1, true, "<｜begin▁of▁sentence｜><｜User｜>What is 2+2?<｜Assistant｜>");
+    td_expect(TD_TEMPLATE_DEEPSEEK_V3, conv + 4, 1, true,
+              "<｜begin▁of▁sentence｜><｜User｜>What is 2+2?<｜Assistant｜>");
     td_expect(TD_TEMPLATE_RAW, conv + 4, 1, true, "<｜begin▁of▁sentence｜>What is 2+2?");
 
     char *out = (char *)1;
@@ -111,7 +114,8 @@ static void td_test_detect(void)
     TD_CHECK(td_template_from_name("r1", &t) && t == TD_TEMPLATE_DEEPSEEK_R1);
     TD_CHECK(td_template_from_name("deepseek-v3.1-think", &t) && t == TD_TEMPLATE_DEEPSEEK_V31_THINK);
     TD_CHECK(!td_template_from_name("chatml", &t));
-    TD_CHECK(td_template_starts_thinking(TD_TEMPLATE_DEEPSEEK_R1) && !td_template_starts_thinking(TD_TEMPLATE_DEEPSEEK_V3));
+    TD_CHECK(td_template_starts_thinking(TD_TEMPLATE_DEEPSEEK_R1) &&
+             !td_template_starts_thinking(TD_TEMPLATE_DEEPSEEK_V3));
 }
 
 /* A rendered prompt tokenizes with DeepSeek's markers as single tokens (the fixture vocabulary). */

@@ -79,7 +79,8 @@ static int td_check_vectors(const td_tokenizer *t, const cJSON *cases, const cha
         size_t dec_len = 0;
         st = td_tokenizer_decode(t, want, n, true, &dec, &dec_len);
         bool dec_ok = st == TD_OK && dec_len == strlen(decoded) && strcmp(dec, decoded) == 0;
-        TD_CHECKF(dec_ok, "%s case %d: decoding gave '%.60s', want '%.60s'", label, idx, dec ? dec : "(error)", decoded);
+        TD_CHECKF(dec_ok, "%s case %d: decoding gave '%.60s', want '%.60s'", label, idx, dec ? dec : "(error)",
+                  decoded);
         char *streamed = td_stream_decode(t, want, n);
         TD_CHECKF(streamed && strcmp(streamed, decoded) == 0, "%s case %d: streaming decode differs", label, idx);
         ok_cases += enc_ok && dec_ok && streamed && strcmp(streamed, decoded) == 0;
@@ -104,7 +105,8 @@ static void td_check_preset_patterns(const cJSON *tj)
     {
         const cJSON *re = cJSON_GetObjectItem(cJSON_GetObjectItem(step, "pattern"), "Regex");
         if (!re) continue;
-        TD_CHECKF(i < 3 && strcmp(re->valuestring, td_pretok_deepseek_v3[i]) == 0, "split %d differs from the preset", i);
+        TD_CHECKF(i < 3 && strcmp(re->valuestring, td_pretok_deepseek_v3[i]) == 0, "split %d differs from the preset",
+                  i);
         i++;
     }
     TD_CHECK(i == 3);
@@ -125,7 +127,8 @@ static void td_check_json_source(const cJSON *cases)
     TD_CHECKF(td_tokenizer_load(dir, &t2) == TD_OK, "%s", td_errmsg());
     td_tokenizer_free(t2);
     /* DeepSeek's BOS is known by name, and add_special puts it in front */
-    int32_t bos = td_tokenizer_find(t, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+    int32_t bos = td_tokenizer_find(t, "<\xef\xbd\x9c"
+                                       "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
     TD_CHECK(bos >= 0 && td_tokenizer_bos(t) == bos);
     td_tokens v = {0};
     TD_CHECK(td_tokenizer_encode(t, "hi", 2, true, &v) == TD_OK && v.n >= 2 && v.ids[0] == bos);

@@ -104,7 +104,7 @@ static void td_test_merge_rules(void)
     td_tokenizer *t = NULL;
     TD_CHECKF(td_tokenizer_from_json_text(json, strlen(json), "hand.json", &t) == TD_OK, "%s", td_errmsg());
     if (t) {
-        TD_CHECK(td_encodes_to(t, "abc", (int32_t[]){ID_ABC}, 1));        /* ab first (rank 0), then ab+c */
+        TD_CHECK(td_encodes_to(t, "abc", (int32_t[]){ID_ABC}, 1)); /* ab first (rank 0), then ab+c */
         TD_CHECK(td_encodes_to(t, "bc", (int32_t[]){ID_BC}, 1));
         TD_CHECK(td_encodes_to(t, "aaa", (int32_t[]){ID_AAA}, 1));        /* (aa)a: leftmost on a tie */
         TD_CHECK(td_encodes_to(t, "aaaa", (int32_t[]){ID_AA, ID_AA}, 2)); /* a+a (rank 3) beats aa+a (rank 4) */
@@ -304,8 +304,10 @@ static void td_test_bad_json(const char *fixture_text)
         }
         if (cases[i].value) {
             cJSON *v = cJSON_Parse(cases[i].value);
-            if (cJSON_GetObjectItem(obj, key)) cJSON_ReplaceItemInObject(obj, key, v);
-            else cJSON_AddItemToObject(obj, key, v);
+            if (cJSON_GetObjectItem(obj, key))
+                cJSON_ReplaceItemInObject(obj, key, v);
+            else
+                cJSON_AddItemToObject(obj, key, v);
         } else {
             cJSON_DeleteItemFromObject(obj, key);
         }

@@ -36,8 +36,10 @@ static td_status td_write_variant(const td_gguf *src, const td_change *c, const 
         st = td_gguf_set_value(w, kv->key, &kv->v);
     }
     if (st == TD_OK && c) {
-        if (c->kind == TD_STR) st = td_gguf_set_str(w, c->key, c->str);
-        else if (c->kind == TD_U32) st = td_gguf_set_u32(w, c->key, c->u32);
+        if (c->kind == TD_STR)
+            st = td_gguf_set_str(w, c->key, c->str);
+        else if (c->kind == TD_U32)
+            st = td_gguf_set_u32(w, c->key, c->u32);
         else if (c->kind == TD_I32S) {
             int32_t *v = calloc((size_t)c->n_i32, sizeof *v);
             for (int i = 0; i < c->n_i32; i++) v[i] = i < 5 ? 9 : 1;
@@ -52,7 +54,8 @@ static td_status td_write_variant(const td_gguf *src, const td_change *c, const 
 
 static void td_test_bad_metadata(const td_gguf *src)
 {
-    const char *R1 = "{% if add_generation_prompt %}{{'<\xef\xbd\x9c" "Assistant\xef\xbd\x9c><think>\\n'}}{% endif %}";
+    const char *R1 = "{% if add_generation_prompt %}{{'<\xef\xbd\x9c"
+                     "Assistant\xef\xbd\x9c><think>\\n'}}{% endif %}";
     struct {
         td_change c;
         td_status want;
@@ -79,9 +82,10 @@ static void td_test_bad_metadata(const td_gguf *src)
         TD_CHECKF(td_write_variant(src, &cases[i].c, path) == TD_OK, "writing variant %zu: %s", i, td_errmsg());
         td_tokenizer *t = NULL;
         td_status st = td_tokenizer_load(path, &t);
-        TD_CHECKF(st == cases[i].want && (st != TD_OK || t) && (st == TD_OK || (!t && strstr(td_errmsg(), cases[i].says) &&
-                                                                                strstr(td_errmsg(), "variant.gguf"))),
-                  "variant %zu (%s): %s, '%s'", i, cases[i].c.key, td_status_name(st), td_errmsg());
+        TD_CHECKF(
+            st == cases[i].want && (st != TD_OK || t) &&
+                (st == TD_OK || (!t && strstr(td_errmsg(), cases[i].says) && strstr(td_errmsg(), "variant.gguf"))),
+            "variant %zu (%s): %s, '%s'", i, cases[i].c.key, td_status_name(st), td_errmsg());
         if (t && cases[i].c.kind == TD_STR) {
             /* the template text travels with the tokenizer and decides the chat format */
             const char *why;

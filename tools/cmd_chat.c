@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TD_DIM "\x1b[2m"
+#define TD_DIM   "\x1b[2m"
 #define TD_RESET "\x1b[0m"
 
 static volatile sig_atomic_t td_chat_cancel;
@@ -29,10 +29,10 @@ typedef struct td_chat {
     td_chat_rt rt;
     td_conv conv;
     td_input *in;
-    bool interactive;     /* stdin is a terminal: line editing and history */
-    bool color;           /* stdout takes escape codes */
+    bool interactive; /* stdin is a terminal: line editing and history */
+    bool color;       /* stdout takes escape codes */
     bool hide_think;
-    const char *history;  /* NULL: no history file */
+    const char *history; /* NULL: no history file */
     bool have_last;
     td_gen_stats last;
     int64_t turns, answered_tokens;
@@ -94,7 +94,10 @@ static void td_out(td_chat *c, const char *s, size_t n)
     c->last_char = s[n - 1];
 }
 
-static void td_out_str(td_chat *c, const char *s) { td_out(c, s, strlen(s)); }
+static void td_out_str(td_chat *c, const char *s)
+{
+    td_out(c, s, strlen(s));
+}
 
 static void td_dim(td_chat *c, bool on)
 {
@@ -107,8 +110,7 @@ static void td_chat_piece(void *user, td_gen_piece kind, const char *s, size_t n
 {
     td_chat *c = user;
     switch (kind) {
-    case TD_PIECE_THINK_OPEN:
-        break; /* shown when its first reasoning text arrives */
+    case TD_PIECE_THINK_OPEN: break; /* shown when its first reasoning text arrives */
     case TD_PIECE_THINK:
         if (!c->think_started) {
             c->think_started = true;
@@ -147,17 +149,22 @@ static void td_chat_piece(void *user, td_gen_piece kind, const char *s, size_t n
 
 static void td_status_line(td_chat *c, const td_gen_stats *st)
 {
-    const char *why = st->stop == TD_GEN_STOP_CANCELLED ? " · stopped"
+    const char *why = st->stop == TD_GEN_STOP_CANCELLED    ? " · stopped"
                       : st->stop == TD_GEN_STOP_MAX_TOKENS ? " · max tokens"
-                      : st->stop == TD_GEN_STOP_CONTEXT ? " · context full (/reset)" : "";
+                      : st->stop == TD_GEN_STOP_CONTEXT    ? " · context full (/reset)"
+                                                           : "";
     char line[256], cached[48] = "";
     if (st->reused_tokens) snprintf(cached, sizeof cached, " (+%lld cached)", (long long)st->reused_tokens);
-    snprintf(line, sizeof line, "[prompt %lld tok%s, %.1f tok/s · answer %lld tok, %.1f tok/s · %lld/%lld tokens of context%s]",
+    snprintf(line, sizeof line,
+             "[prompt %lld tok%s, %.1f tok/s · answer %lld tok, %.1f tok/s · %lld/%lld tokens of context%s]",
              (long long)st->prompt_tokens, cached, st->prompt_tok_s, (long long)st->gen_tokens, st->decode_tok_s,
              (long long)st->ctx_used, (long long)st->ctx_size, why);
-    if (c->color) printf(TD_DIM "%s" TD_RESET "\n", line);
-    else if (c->interactive) printf("%s\n", line);
-    else fprintf(stderr, "%s\n", line);
+    if (c->color)
+        printf(TD_DIM "%s" TD_RESET "\n", line);
+    else if (c->interactive)
+        printf("%s\n", line);
+    else
+        fprintf(stderr, "%s\n", line);
     fflush(stdout);
 }
 
@@ -177,8 +184,11 @@ static void td_chat_turn(td_chat *c, const char *line, size_t len)
     c->last_char = '\n';
     if (st == TD_OK) {
         bool thinking = td_template_starts_thinking(c->rt.tmpl);
-        td_gen_params p = {.max_tokens = c->o.max_tokens, .starts_thinking = thinking, .on_text = td_chat_piece,
-                           .user = c, .cancel = &td_chat_cancel};
+        td_gen_params p = {.max_tokens = c->o.max_tokens,
+                           .starts_thinking = thinking,
+                           .on_text = td_chat_piece,
+                           .user = c,
+                           .cancel = &td_chat_cancel};
         struct sigaction sa = {0}, old;
         sa.sa_handler = td_chat_on_sigint;
         sigemptyset(&sa.sa_mask);
@@ -199,8 +209,10 @@ static void td_chat_turn(td_chat *c, const char *line, size_t len)
     }
     size_t tlen;
     const char *text = td_generator_text(c->rt.gen, &tlen);
-    if (tlen == 0 && gs.stop == TD_GEN_STOP_CANCELLED) td_conv_pop(&c->conv); /* nothing to keep */
-    else if (td_conv_add(&c->conv, TD_ROLE_ASSISTANT, text, tlen) != TD_OK) fprintf(stderr, "error: %s\n", td_errmsg());
+    if (tlen == 0 && gs.stop == TD_GEN_STOP_CANCELLED)
+        td_conv_pop(&c->conv); /* nothing to keep */
+    else if (td_conv_add(&c->conv, TD_ROLE_ASSISTANT, text, tlen) != TD_OK)
+        fprintf(stderr, "error: %s\n", td_errmsg());
     c->last = gs;
     c->have_last = true;
     c->turns++;
@@ -237,11 +249,16 @@ static void td_chat_set(td_chat *c, const char *arg)
         return;
     }
     bool whole = v == floor(v);
-    if (strcmp(key, "temp") == 0 || strcmp(key, "temperature") == 0) p.temperature = v;
-    else if (strcmp(key, "top_p") == 0) p.top_p = v;
-    else if (strcmp(key, "min_p") == 0) p.min_p = v;
-    else if (strcmp(key, "top_k") == 0 && whole && v >= 0 && v <= 1e8) p.top_k = (int)v;
-    else if (strcmp(key, "seed") == 0 && whole && v >= 0 && v < 9e18) p.seed = (uint64_t)v;
+    if (strcmp(key, "temp") == 0 || strcmp(key, "temperature") == 0)
+        p.temperature = v;
+    else if (strcmp(key, "top_p") == 0)
+        p.top_p = v;
+    else if (strcmp(key, "min_p") == 0)
+        p.min_p = v;
+    else if (strcmp(key, "top_k") == 0 && whole && v >= 0 && v <= 1e8)
+        p.top_k = (int)v;
+    else if (strcmp(key, "seed") == 0 && whole && v >= 0 && v < 9e18)
+        p.seed = (uint64_t)v;
     else if (strcmp(key, "max") == 0 && whole && v >= 0 && v <= (1 << 24)) {
         c->o.max_tokens = (int64_t)v;
         td_chat_show_settings(c);
@@ -262,9 +279,10 @@ static void td_chat_set(td_chat *c, const char *arg)
 
 static void td_chat_stats(const td_chat *c)
 {
-    printf("model      %s (%s), template %s (%s)\n", c->rt.model->path, c->rt.model->format, td_template_name(c->rt.tmpl),
-           c->rt.tmpl_why);
-    printf("turns      %lld answered, %lld tokens generated in all\n", (long long)c->turns, (long long)c->answered_tokens);
+    printf("model      %s (%s), template %s (%s)\n", c->rt.model->path, c->rt.model->format,
+           td_template_name(c->rt.tmpl), c->rt.tmpl_why);
+    printf("turns      %lld answered, %lld tokens generated in all\n", (long long)c->turns,
+           (long long)c->answered_tokens);
     if (c->have_last) {
         const td_gen_stats *s = &c->last;
         printf("last       prompt %lld tokens (%lld reused from the cache) in %.3f s = %.1f tok/s\n",
@@ -273,7 +291,8 @@ static void td_chat_stats(const td_chat *c)
         char acc[32] = "n/a (no MTP)";
         if (!isnan(s->mtp_acceptance)) snprintf(acc, sizeof acc, "%.3f", s->mtp_acceptance);
         printf("           answer %lld tokens in %.3f s = %.1f tok/s, %.2f tokens/step, MTP acceptance %s, stop: %s\n",
-               (long long)s->gen_tokens, s->decode_s, s->decode_tok_s, s->tokens_per_step, acc, td_gen_stop_name(s->stop));
+               (long long)s->gen_tokens, s->decode_s, s->decode_tok_s, s->tokens_per_step, acc,
+               td_gen_stop_name(s->stop));
     }
     printf("context    %lld/%lld tokens\n", (long long)td_generator_ctx_used(c->rt.gen),
            (long long)td_session_ctx(c->rt.session));
@@ -289,13 +308,15 @@ static bool td_chat_command(td_chat *c, const char *line)
     const char *arg = line + k;
     while (*arg == ' ') arg++;
     if (strcmp(cmd, "/quit") == 0 || strcmp(cmd, "/exit") == 0) return false;
-    if (strcmp(cmd, "/help") == 0) td_chat_help();
+    if (strcmp(cmd, "/help") == 0)
+        td_chat_help();
     else if (strcmp(cmd, "/reset") == 0) {
         td_conv_clear(&c->conv);
         td_generator_reset(c->rt.gen);
         printf("(conversation cleared)\n");
     } else if (strcmp(cmd, "/system") == 0) {
-        if (*arg && td_conv_set_system(&c->conv, strcmp(arg, "-") == 0 ? NULL : arg) != TD_OK) printf("error: %s\n", td_errmsg());
+        if (*arg && td_conv_set_system(&c->conv, strcmp(arg, "-") == 0 ? NULL : arg) != TD_OK)
+            printf("error: %s\n", td_errmsg());
         printf("system prompt: %s\n", c->conv.system ? c->conv.system : "(none)");
     } else if (strcmp(cmd, "/set") == 0) {
         td_chat_set(c, arg);
@@ -303,10 +324,13 @@ static bool td_chat_command(td_chat *c, const char *line)
         td_chat_stats(c);
     } else if (strcmp(cmd, "/save") == 0 || strcmp(cmd, "/load") == 0) {
         bool save = cmd[1] == 's';
-        if (!*arg) printf("usage: %s <file>\n", cmd);
-        else if ((save ? td_conv_save(&c->conv, arg, td_template_name(c->rt.tmpl)) : td_conv_load(&c->conv, arg)) != TD_OK)
+        if (!*arg)
+            printf("usage: %s <file>\n", cmd);
+        else if ((save ? td_conv_save(&c->conv, arg, td_template_name(c->rt.tmpl)) : td_conv_load(&c->conv, arg)) !=
+                 TD_OK)
             printf("error: %s\n", td_errmsg());
-        else printf(save ? "(saved %d turns to %s)\n" : "(loaded %d turns from %s)\n", c->conv.n, arg);
+        else
+            printf(save ? "(saved %d turns to %s)\n" : "(loaded %d turns from %s)\n", c->conv.n, arg);
     } else {
         printf("unknown command %s (type /help)\n", cmd);
     }
@@ -346,7 +370,8 @@ static int td_chat_parse(int argc, char **argv, td_chat *c, const char **system)
     }
     c->interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     c->color = c->interactive && !plain && getenv("NO_COLOR") == NULL;
-    if (no_history) c->history = NULL;
+    if (no_history)
+        c->history = NULL;
     else if (!c->history && c->interactive) {
         const char *why;
         c->history = td_input_history_path(&why);

@@ -67,7 +67,8 @@ static int td_generate_parse(int argc, char **argv, td_gen_opts *o)
             const char *v = td_args_value(&a);
             if (!v) return 2;
             if (!*v) return td_cli_usage_error("generate", "--stop: the stop text is empty");
-            if (o->n_stop == TD_GEN_MAX_STOP) return td_cli_usage_error("generate", "--stop: at most %d stop strings", TD_GEN_MAX_STOP);
+            if (o->n_stop == TD_GEN_MAX_STOP)
+                return td_cli_usage_error("generate", "--stop: at most %d stop strings", TD_GEN_MAX_STOP);
             o->stop[o->n_stop++] = v;
         } else if (td_args_is(&a, "--json")) {
             o->json = true;
@@ -79,7 +80,8 @@ static int td_generate_parse(int argc, char **argv, td_gen_opts *o)
             return td_args_unknown(&a);
         }
     }
-    if (!o->prompt == !o->prompt_file) return td_cli_usage_error("generate", "give exactly one of --prompt and --prompt-file");
+    if (!o->prompt == !o->prompt_file)
+        return td_cli_usage_error("generate", "give exactly one of --prompt and --prompt-file");
     return -1;
 }
 
@@ -130,8 +132,10 @@ static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen
     cJSON_AddNumberToObject(j, "generated_tokens", (double)st->gen_tokens);
     cJSON_AddNumberToObject(j, "prompt_tok_s", st->prompt_tok_s);
     cJSON_AddNumberToObject(j, "decode_tok_s", st->decode_tok_s);
-    if (isnan(st->mtp_acceptance)) cJSON_AddNullToObject(j, "mtp_acceptance");
-    else cJSON_AddNumberToObject(j, "mtp_acceptance", st->mtp_acceptance);
+    if (isnan(st->mtp_acceptance))
+        cJSON_AddNullToObject(j, "mtp_acceptance");
+    else
+        cJSON_AddNumberToObject(j, "mtp_acceptance", st->mtp_acceptance);
     cJSON_AddNumberToObject(j, "tokens_per_step", st->tokens_per_step);
     cJSON_AddStringToObject(j, "stop", td_gen_stop_name(st->stop));
     cJSON_AddNumberToObject(j, "ctx_used", (double)st->ctx_used);
@@ -154,18 +158,24 @@ int td_cmd_generate(int argc, char **argv)
     td_tokens ids = {0}, out = {0};
     td_gen_stats st;
     td_status s = td_read_prompt(&o, &prompt);
-    if (s == TD_OK) s = td_chat_rt_open(&o.c, &rt);
-    else memset(&rt, 0, sizeof rt);
+    if (s == TD_OK)
+        s = td_chat_rt_open(&o.c, &rt);
+    else
+        memset(&rt, 0, sizeof rt);
     if (s == TD_OK) {
         td_chat_msg msgs[2] = {{TD_ROLE_SYSTEM, o.system ? o.system : ""}, {TD_ROLE_USER, prompt}};
         s = o.system ? td_chat_rt_prompt(&rt, msgs, 2, &ids) : td_chat_rt_prompt(&rt, msgs + 1, 1, &ids);
     }
     if (s == TD_OK) {
         signal(SIGINT, td_gen_on_sigint);
-        td_gen_params p = {.max_tokens = o.c.max_tokens, .stop = o.stop, .n_stop = o.n_stop,
-                           .show_special = o.show_special, .ignore_eos = o.ignore_eos,
+        td_gen_params p = {.max_tokens = o.c.max_tokens,
+                           .stop = o.stop,
+                           .n_stop = o.n_stop,
+                           .show_special = o.show_special,
+                           .ignore_eos = o.ignore_eos,
                            .starts_thinking = td_template_starts_thinking(rt.tmpl),
-                           .on_text = o.json ? NULL : td_gen_stream, .cancel = &td_gen_cancel};
+                           .on_text = o.json ? NULL : td_gen_stream,
+                           .cancel = &td_gen_cancel};
         s = td_generate(rt.gen, ids.ids, ids.n, &p, &out, &st);
         signal(SIGINT, SIG_DFL);
     }
@@ -176,7 +186,8 @@ int td_cmd_generate(int argc, char **argv)
         rc = 0;
     } else {
         printf("\n");
-        fprintf(stderr, "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s, %lld/%lld context, stop: %s]\n",
+        fprintf(stderr,
+                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s, %lld/%lld context, stop: %s]\n",
                 (long long)(st.prompt_tokens + st.reused_tokens), st.prompt_tok_s, (long long)st.gen_tokens,
                 st.decode_tok_s, (long long)st.ctx_used, (long long)st.ctx_size, td_gen_stop_name(st.stop));
         rc = 0;

@@ -77,8 +77,8 @@ static td_status td_parse_ids(const char *text, size_t len, td_tokens *ids)
         td_status st = TD_OK;
         cJSON_ArrayForEach(e, arr)
         {
-            if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble || e->valuedouble < -2147483648.0 ||
-                e->valuedouble > 2147483647.0) {
+            if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble ||
+                e->valuedouble < -2147483648.0 || e->valuedouble > 2147483647.0) {
                 st = td_fail(TD_E_FORMAT, "stdin: item %d of the array is not a token id (an integer)", k);
                 break;
             }
@@ -93,8 +93,10 @@ static td_status td_parse_ids(const char *text, size_t len, td_tokens *ids)
         errno = 0;
         long long v = strtoll(text + i, &end, 10);
         if (end == text + i || errno || v < INT32_MIN || v > INT32_MAX)
-            return td_fail(TD_E_FORMAT, "stdin: '%.20s' at byte %zu is not a token id (give a JSON array or integers "
-                           "separated by spaces)", text + i, i);
+            return td_fail(TD_E_FORMAT,
+                           "stdin: '%.20s' at byte %zu is not a token id (give a JSON array or integers "
+                           "separated by spaces)",
+                           text + i, i);
         TD_TRY(td_tokens_push(ids, (int32_t)v));
         i = (size_t)(end - text);
         while (i < len && (isspace((unsigned char)text[i]) || text[i] == ',')) i++;

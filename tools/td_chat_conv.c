@@ -88,7 +88,8 @@ td_status td_conv_save(const td_conv *c, const char *path, const char *template_
     if (!text) return td_fail(TD_E_NOMEM, "out of memory");
     FILE *f = fopen(path, "wb");
     td_status st = TD_OK;
-    if (!f) st = td_fail(TD_E_IO, "%s: cannot write: %s", path, strerror(errno));
+    if (!f)
+        st = td_fail(TD_E_IO, "%s: cannot write: %s", path, strerror(errno));
     else {
         bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
         if (fclose(f) != 0 || !ok) st = td_fail(TD_E_IO, "%s: writing failed: %s", path, strerror(errno));
@@ -135,7 +136,8 @@ td_status td_conv_load(td_conv *c, const char *path)
             snprintf(s, old + add + 3, "%s%s%s", old ? fresh.system : "", old ? "\n\n" : "", content->valuestring);
             td_free(fresh.system);
             fresh.system = s;
-        } else if ((st = td_conv_add(&fresh, (td_chat_role)r, content->valuestring, strlen(content->valuestring))) != TD_OK) {
+        } else if ((st = td_conv_add(&fresh, (td_chat_role)r, content->valuestring, strlen(content->valuestring))) !=
+                   TD_OK) {
             break;
         }
         i++;

@@ -11,10 +11,10 @@
 #include <stddef.h>
 
 typedef struct td_conv {
-    char *system;          /* NULL: none */
-    td_chat_msg *msgs;     /* user and assistant turns; contents owned */
+    char *system;      /* NULL: none */
+    td_chat_msg *msgs; /* user and assistant turns; contents owned */
     int n, cap;
-    td_chat_msg *view;     /* system + turns, for rendering */
+    td_chat_msg *view; /* system + turns, for rendering */
 } td_conv;
 
 void td_conv_free(td_conv *c);

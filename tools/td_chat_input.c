@@ -13,7 +13,7 @@ struct td_input {
     History *hist;
     char *history_path;
     char *prompt;
-    char *buf;      /* the current line */
+    char *buf; /* the current line */
     size_t cap;
 };
 
@@ -50,8 +50,10 @@ const char *td_input_history_path(const char **why)
 {
     static char path[4096];
     const char *state = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    if (state && *state) snprintf(path, sizeof path, "%s/tandem/history", state);
-    else if (home && *home) snprintf(path, sizeof path, "%s/.local/state/tandem/history", home);
+    if (state && *state)
+        snprintf(path, sizeof path, "%s/tandem/history", state);
+    else if (home && *home)
+        snprintf(path, sizeof path, "%s/.local/state/tandem/history", home);
     else {
         *why = "neither XDG_STATE_HOME nor HOME is set";
         return NULL;

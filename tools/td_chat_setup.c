@@ -38,9 +38,9 @@ const char *td_chat_opts_help(void)
 int td_chat_opts_parse(td_args *a, td_chat_opts *o)
 {
     const char *v;
-#define TD_VALUE()                                                                                     \
-    do {                                                                                               \
-        if (!(v = td_args_value(a))) return -1;                                                        \
+#define TD_VALUE()                                                                                                     \
+    do {                                                                                                               \
+        if (!(v = td_args_value(a))) return -1;                                                                        \
     } while (0)
     if (td_args_is(a, "--model")) {
         TD_VALUE();
@@ -112,12 +112,15 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     memset(rt, 0, sizeof *rt);
     const char *path = o->model, *looked;
     if (!path && !(path = td_default_model_path(&looked)))
-        return td_fail(TD_E_NOT_FOUND, "no model given and the default one is missing (looked for %s); pass "
-                       "--model <dir|.gguf>, or set TANDEM_SHARED to the shared fixtures folder", looked);
+        return td_fail(TD_E_NOT_FOUND,
+                       "no model given and the default one is missing (looked for %s); pass "
+                       "--model <dir|.gguf>, or set TANDEM_SHARED to the shared fixtures folder",
+                       looked);
     td_model_params mp = {.quiet = o->quiet};
     TD_TRY(td_model_open(path, &mp, &rt->model));
     td_model_name(rt->model, rt->model_name, sizeof rt->model_name);
-    td_status st = o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);
+    td_status st =
+        o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);
     if (st != TD_OK) return st;
     td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads};
     TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));

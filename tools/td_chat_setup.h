@@ -14,12 +14,12 @@
 const char *td_default_model_path(const char **looked);
 
 typedef struct td_chat_opts {
-    const char *model;          /* NULL: td_default_model_path() */
-    const char *tokenizer;      /* NULL: the model's own */
-    const char *template_name;  /* NULL or "auto": chosen from the model */
+    const char *model;         /* NULL: td_default_model_path() */
+    const char *tokenizer;     /* NULL: the model's own */
+    const char *template_name; /* NULL or "auto": chosen from the model */
     td_kernels kernels;
     int threads;
-    int64_t ctx;                /* 0: the model's context, capped at 4096 */
+    int64_t ctx; /* 0: the model's context, capped at 4096 */
     td_sampler_params sampling;
     int64_t max_tokens;
     bool quiet;

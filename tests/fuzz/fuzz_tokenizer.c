@@ -1,7 +1,7 @@
 /* libFuzzer: the tokenizer.json loader on arbitrary text (inputs starting with '{'), the GGUF vocabulary
- * loader on GGUF images (inputs starting with "GGUF"), and the encoder on arbitrary bytes otherwise. A tokenizer built from plain arrays (every byte, a few merges, DeepSeek's
- * pre-tokenizer and two added tokens) must give back the input exactly for any valid UTF-8, and refuse
- * anything else cleanly. */
+ * loader on GGUF images (inputs starting with "GGUF"), and the encoder on arbitrary bytes otherwise. A tokenizer built
+ * from plain arrays (every byte, a few merges, DeepSeek's pre-tokenizer and two added tokens) must give back the input
+ * exactly for any valid UTF-8, and refuse anything else cleanly. */
 #include "td_alloc.h"
 #include "td_gguf.h"
 #include "td_tokenizer.h"
@@ -28,7 +28,8 @@ static td_tokenizer *td_fuzz_tokenizer(void)
             for (int i = 0; i < b; i++) n += !((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174);
             cp = 256 + n;
         }
-        if (cp < 0x80) bufs[b][0] = (char)cp;
+        if (cp < 0x80)
+            bufs[b][0] = (char)cp;
         else {
             bufs[b][0] = (char)(0xC0 | (cp >> 6));
             bufs[b][1] = (char)(0x80 | (cp & 0x3F));
@@ -40,9 +41,18 @@ static td_tokenizer *td_fuzz_tokenizer(void)
     attrs[261] = TD_TOKEN_SPECIAL;
     attrs[262] = TD_TOKEN_ADDED;
     const char *merges[] = {"t h", "th e", "\xc4\xa0 t", "\xc4\xa0t h", "\xc4\xa0th e"};
-    td_tokenizer_vocab v = {.n_tokens = N, .tokens = tokens, .attrs = attrs, .n_merges = 5, .merges = merges,
-                            .pretok = TD_PRETOK_DEEPSEEK_V3, .unk_id = -1, .bos_id = 261, .eos_id = -1, .pad_id = -1,
-                            .add_bos = true, .source = "fuzz"};
+    td_tokenizer_vocab v = {.n_tokens = N,
+                            .tokens = tokens,
+                            .attrs = attrs,
+                            .n_merges = 5,
+                            .merges = merges,
+                            .pretok = TD_PRETOK_DEEPSEEK_V3,
+                            .unk_id = -1,
+                            .bos_id = 261,
+                            .eos_id = -1,
+                            .pad_id = -1,
+                            .add_bos = true,
+                            .source = "fuzz"};
     if (td_tokenizer_create(&v, &t) != TD_OK) abort();
     return t;
 }
@@ -82,8 +92,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         td_tokenizer *t = NULL;
         td_gguf *g = NULL;
         td_status st = TD_E_FORMAT;
-        if (!gguf) st = td_tokenizer_from_json_text((const char *)data, size, "fuzz.json", &t);
-        else if (td_gguf_open_memory(data, size, "fuzz.gguf", &g) == TD_OK) st = td_tokenizer_from_gguf(g, &t);
+        if (!gguf)
+            st = td_tokenizer_from_json_text((const char *)data, size, "fuzz.json", &t);
+        else if (td_gguf_open_memory(data, size, "fuzz.gguf", &g) == TD_OK)
+            st = td_tokenizer_from_gguf(g, &t);
         td_gguf_close(g);
         if (st == TD_OK) {
             td_tokens ids = {0};
