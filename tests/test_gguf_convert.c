@@ -307,6 +307,35 @@ static void test_tokenizer(void)
     TD_CHECK(access(to, F_OK) != 0);
 }
 
+/* Broken tokenizer.json files are refused with a message that names the file and the problem. */
+static void test_bad_tokenizers(void)
+{
+    static const struct {
+        const char *json, *needle;
+    } cases[] = {
+        {"{\"model\": ", "not valid JSON"},
+        {"{}", "no model.vocab"},
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": {}}}", "Unigram"},
+        {"{\"model\": {\"vocab\": {\"a\": 5000}, \"merges\": []}}", "vocab_size"},
+        {"{\"model\": {\"vocab\": {\"a\": -1}, \"merges\": []}}", "token id"},
+        {"{\"model\": {\"vocab\": {\"a\": 0}}}", "merges"},
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [[1, 2]]}}", "merge #0"},
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"added_tokens\": [{\"id\": 1}]}", "without content"},
+    };
+    char from[600];
+    snprintf(from, sizeof from, "%s", td_test_fixture("gguf/tiny-dsv3-q8_0-legacy.gguf"));
+    const char *tok = tmp("tokenizer.json"), *to = tmp("badtok.gguf");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        td_test_write_file(tok, cases[k].json, strlen(cases[k].json));
+        td_convert_params p = {.mode = TD_CONVERT_Q8_0, .tokenizer = tok, .model = {.quiet = true}};
+        td_status st = td_gguf_convert(from, to, &p);
+        TD_CHECKF(st != TD_OK && strstr(td_errmsg(), cases[k].needle) && strstr(td_errmsg(), "tokenizer.json"),
+                  "case %zu: %s", k, td_errmsg());
+        TD_CHECK(access(to, F_OK) != 0);
+    }
+    unlink(tok);
+}
+
 /* Without --keep-mtp the block is dropped; --mtp-from attaches it again from the checkpoint. Split
  * output opens from any part with the same tree. */
 static void test_mtp_and_split(void)
@@ -348,6 +377,7 @@ int main(void)
     test_hf_to_gguf("safetensors/tiny-dsv3-fp8", TD_CONVERT_BF16, false);
     test_gguf_to_gguf();
     test_tokenizer();
+    test_bad_tokenizers();
     test_mtp_and_split();
     rmdir(td_test_tmpdir());
     return td_test_finish();
