@@ -15,6 +15,7 @@ static const td_command td_commands[] = {
     {"eval", td_cmd_eval, "check a model against a reference file (logits, greedy decode, MTP)"},
     {"inspect", td_cmd_inspect, "show a model's hyperparameters, tensors and bytes per module"},
     {"bench", td_cmd_bench, "measure memory bandwidth, kernels and the tokenizer"},
+    {"rules", td_cmd_rules, "plan a placement: bytes per device and NUMA node, KV cache, speed, fit"},
 };
 
 static void td_usage(FILE *f)
