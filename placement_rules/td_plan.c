@@ -439,9 +439,10 @@ td_status td_plan_require_fit(const td_plan *plan)
 }
 
 td_status td_plan_for_model(const td_model *m, const td_rules *rules, const td_devices *devices, int64_t ctx,
-                            td_plan **out)
+                            int kv_elem_bytes, td_plan **out)
 {
-    td_plan_params p = {.hp = &m->hp, .dir = m->dir, .rules = rules, .devices = devices, .ctx = ctx};
+    td_plan_params p = {.hp = &m->hp, .dir = m->dir, .rules = rules, .devices = devices, .ctx = ctx,
+                        .kv_elem_bytes = kv_elem_bytes};
     return td_plan_build(&p, out);
 }
 

@@ -128,7 +128,13 @@ td_status td_plan_auto(const td_plan_params *p, td_rules *rules, td_plan **out);
 
 /* A plan for a model already opened: hparams and tensor types from it. */
 td_status td_plan_for_model(const td_model *m, const td_rules *rules, const td_devices *devices, int64_t ctx,
-                            td_plan **out);
+                            int kv_elem_bytes, td_plan **out);
+
+/* What the engine can run of a plan today: the same model's modules; every module on the cpu (the GPU
+ * path is not written yet: GPU placements are refused with a message that says so); weights kept or
+ * repacked, not converted; one kernel family for all modules, which becomes the engine's kernels when it
+ * asked for auto. NUMA policies and repack are layout hints the engine does not act on yet. */
+td_status td_plan_engine_check(const td_plan *plan, const td_model *m, td_kernels *kernels);
 
 /* The index of a module by name, -1 if absent. */
 int td_plan_find(const td_plan *plan, const char *name);

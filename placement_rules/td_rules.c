@@ -186,7 +186,7 @@ td_status td_rules_compile(td_rules *r, td_rule *rule, int col_shift)
     rule->re = pcre2_compile((PCRE2_SPTR)rule->name, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off,
                              r->cctx);
     if (rule->re) return TD_OK;
-    if (code == PCRE2_ERROR_NOMEMORY) return td_fail(TD_E_NOMEM, "out of memory");
+    if (code == PCRE2_ERROR_HEAP_FAILED || code == PCRE2_ERROR_NOMEMORY) return td_fail(TD_E_NOMEM, "out of memory");
     PCRE2_UCHAR msg[160];
     if (pcre2_get_error_message(code, msg, sizeof msg) < 0) snprintf((char *)msg, sizeof msg, "error %d", code);
     td_src_loc at = rule->name_loc;
