@@ -123,7 +123,7 @@ static void td_print_devices(const td_plan *plan, FILE *f)
                 td_sz(dev->budget, e, sizeof e), fr, td_sz(dev->stream_bytes, s, sizeof s), dev->bw_gbps,
                 dev->seconds_per_token * 1e3);
         for (int n = 0; dev->id.kind == TD_DEVICE_CPU && dev->n_numa > 1 && n < dev->n_numa; n++) {
-            char name[16];
+            char name[32];
             snprintf(name, sizeof name, "  node %d", n);
             if (dev->numa_bytes[n] <= dev->numa_budget[n]) td_sz(dev->numa_budget[n] - dev->numa_bytes[n], fr, sizeof fr);
             else snprintf(fr, sizeof fr, "-%s", td_sz(dev->numa_bytes[n] - dev->numa_budget[n], e, sizeof e));

@@ -151,7 +151,7 @@ td_rule *td_rules_insert(td_rules *r, int at)
         r->rules = n;
         r->cap = cap;
     }
-    memmove(&r->rules[at + 1], &r->rules[at], (size_t)(r->n - at) * sizeof *r->rules);
+    if (at < r->n) memmove(&r->rules[at + 1], &r->rules[at], (size_t)(r->n - at) * sizeof *r->rules);
     r->n++;
     memset(&r->rules[at], 0, sizeof r->rules[at]);
     return &r->rules[at];
@@ -350,6 +350,7 @@ td_status td_rules_add_auto(td_rules *r, const char *name_regex, int lo, int hi,
 void td_rules_clear_auto(td_rules *r)
 {
     int a = r->n_override, b = r->n_override + r->n_auto;
+    if (a == b) return;
     for (int i = a; i < b; i++) td_rule_release(&r->rules[i]);
     memmove(&r->rules[a], &r->rules[b], (size_t)(r->n - b) * sizeof *r->rules);
     r->n -= r->n_auto;

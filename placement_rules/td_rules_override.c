@@ -79,10 +79,13 @@ td_status td_rules_add_override(td_rules *r, const char *spec)
         td_status st = td_override_pair(r, kept, p, len, (int)(p - spec) + 1);
         if (st != TD_OK) {
             /* all or nothing: drop this option's pairs */
-            for (int i = before; i < r->n_override; i++) td_rule_release(&r->rules[i]);
-            memmove(&r->rules[before], &r->rules[r->n_override], (size_t)(r->n - r->n_override) * sizeof *r->rules);
-            r->n -= r->n_override - before;
-            r->n_override = before;
+            if (r->n_override > before) {
+                for (int i = before; i < r->n_override; i++) td_rule_release(&r->rules[i]);
+                memmove(&r->rules[before], &r->rules[r->n_override],
+                        (size_t)(r->n - r->n_override) * sizeof *r->rules);
+                r->n -= r->n_override - before;
+                r->n_override = before;
+            }
             return st;
         }
         if (!p[len]) break;

@@ -152,8 +152,22 @@ static const char *td_rules_resolve(const char *name, char *buf, size_t cap)
 }
 
 /* Hyperparameters and tensor directory from headers only: the files are mapped, never read. */
+static bool td_is_gguf(const char *path)
+{
+    FILE *f = td_path_is_dir(path) ? NULL : fopen(path, "rb");
+    char magic[4] = {0};
+    bool yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f) fclose(f);
+    return yes;
+}
+
 static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor_dir **dir)
 {
+    if (td_is_gguf(path))
+        return td_fail(TD_E_UNSUPPORTED,
+                       "%s: planning from a GGUF header needs the GGUF reader, which this build does not have yet; "
+                       "use --config config.json --assume-type q4_k|q4_k_m|q8_0 meanwhile",
+                       path);
     TD_TRY(td_tensor_dir_create(dir));
     td_status st;
     if (td_path_is_dir(path)) {
