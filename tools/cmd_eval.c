@@ -24,6 +24,7 @@ static void td_eval_help(void)
            "  --attn A             prefill attention: auto | decompressed | absorbed\n"
            "  --threads N          CPU threads (default: all cores)\n"
            "  --mtp-from P         attach the MTP block from an official safetensors file or directory\n"
+           "  --expert-groups N/M  route with N expert groups, keeping the top M (GGUFs without group keys)\n"
            "  --rules R            run under a placement plan (a rules file or preset, see tandem rules);\n"
            "                       CPU placements only until the GPU path lands\n"
            "  --override S         regex=device[,...] before the rules (repeatable)\n"
@@ -53,6 +54,7 @@ typedef struct td_eval_opts {
     td_kernels kernels;
     td_attn_path attn;
     int threads;
+    int expert_groups, expert_groups_used;
     double max_rel_err, max_kld; /* < 0: not given */
     bool json_only;
 } td_eval_opts;
@@ -81,6 +83,9 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
             o->overrides[o->n_overrides++] = v;
         } else if (td_args_is(&a, "--mtp-from")) {
             if (!(o->mtp_from = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--expert-groups")) {
+            if (!(v = td_args_value(&a)) || !td_parse_expert_groups(&a, v, &o->expert_groups, &o->expert_groups_used))
+                return 2;
         } else if (td_args_is(&a, "--kernels")) {
             if (!(v = td_args_value(&a))) return 2;
             if (!td_kernels_from_name(v, &o->kernels))
@@ -207,7 +212,8 @@ int td_cmd_eval(int argc, char **argv)
     td_session *s = NULL;
     td_rules *rules = NULL;
     td_plan *plan = NULL;
-    td_model_params mp = {.mtp_from = o.mtp_from};
+    td_model_params mp = {
+        .mtp_from = o.mtp_from, .expert_groups = o.expert_groups, .expert_groups_used = o.expert_groups_used};
     td_status st = td_model_open(o.model, &mp, &m);
     if (st == TD_OK) st = td_eval_plan(&o, m, 4096, &rules, &plan);
     if (st == TD_OK) {
