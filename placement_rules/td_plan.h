@@ -58,7 +58,8 @@ typedef struct td_plan_params {
 typedef struct td_plan_module {
     td_module m;                /* canonical name, kind, layer, weight bytes and elements as stored */
     uint64_t bytes;             /* on its device, after any conversion the rule asks for */
-    td_type type;               /* the type of its largest tensor (for tables) */
+    td_type type;               /* the type holding most of its bytes (projections first) */
+    td_type type2;              /* a second type among its projections (TD_TYPE_COUNT if none) */
     td_placement place;
     td_rule_match match;        /* which rule placed it */
     char origin[96];            /* "rules.yaml:12", "--override #1", "--auto", "defaults" */

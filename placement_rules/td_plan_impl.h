@@ -11,6 +11,7 @@ typedef struct td_plan_extra {
     uint64_t other_bytes;    /* norms, biases */
     int64_t row_gcd;         /* gcd of the projections' row lengths: what a conversion must divide */
     int n_experts;           /* routed experts held (EXPERTS modules) */
+    uint64_t type_bytes[TD_TYPE_COUNT]; /* projection bytes by type */
 } td_plan_extra;
 
 /* Enumerates the modules and their bytes from the hyperparameters and the tensor types (td_plan_modules.c).

@@ -132,6 +132,7 @@ static td_status td_mb_count(td_mb *b, const char *name, td_type type, int64_t e
     b->cur->m.bytes += bytes;
     b->cur->m.params += elems;
     if (matrix) {
+        b->cur_x->type_bytes[type] += bytes;
         b->cur_x->matrix_bytes += bytes;
         b->cur_x->matrix_elems += elems;
     } else {
@@ -350,6 +351,23 @@ static td_status td_mb_all(td_mb *b, bool *has_mtp)
     return td_mb_mtp(b, has_mtp);
 }
 
+/* The types a table shows: the projections' two biggest (FP8 scales aside), else the largest tensor's. */
+static void td_mb_types(td_plan_module *pm, const td_plan_extra *x)
+{
+    pm->type2 = TD_TYPE_COUNT;
+    td_type first = TD_TYPE_COUNT;
+    for (int t = 0; t < TD_TYPE_COUNT; t++) {
+        if (!x->type_bytes[t] || (t == TD_TYPE_F32 && x->type_bytes[TD_TYPE_F8_E4M3])) continue;
+        if (first == TD_TYPE_COUNT || x->type_bytes[t] > x->type_bytes[first]) {
+            pm->type2 = first;
+            first = (td_type)t;
+        } else if (pm->type2 == TD_TYPE_COUNT || x->type_bytes[t] > x->type_bytes[pm->type2]) {
+            pm->type2 = (td_type)t;
+        }
+    }
+    if (first != TD_TYPE_COUNT) pm->type = first;
+}
+
 td_status td_plan_modules(const td_plan_params *p, td_plan_module **mods, td_plan_extra **extra, int *n,
                           bool *has_mtp)
 {
@@ -360,6 +378,7 @@ td_status td_plan_modules(const td_plan_params *p, td_plan_module **mods, td_pla
         td_free(b.extra);
         return st;
     }
+    for (int i = 0; i < b.n; i++) td_mb_types(&b.mods[i], &b.extra[i]);
     *mods = b.mods;
     *extra = b.extra;
     *n = b.n;

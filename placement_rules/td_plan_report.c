@@ -37,6 +37,7 @@ typedef struct td_group {
     const td_plan_module *first;
     int count;
     uint64_t bytes;
+    uint32_t types;        /* bit per td_type among its modules */
     unsigned char *layers; /* [n_layers + 2] */
 } td_group;
 
@@ -45,7 +46,7 @@ static bool td_same_row(const td_plan_module *a, const td_plan_module *b)
     return a->m.kind == b->m.kind && td_device_id_eq(a->place.device, b->place.device) &&
            a->place.kernel == b->place.kernel && a->place.weights == b->place.weights &&
            a->place.convert_to == b->place.convert_to && a->place.numa == b->place.numa &&
-           a->place.numa_node == b->place.numa_node && a->type == b->type && strcmp(a->origin, b->origin) == 0;
+           a->place.numa_node == b->place.numa_node && strcmp(a->origin, b->origin) == 0;
 }
 
 static void td_layer_ranges(const unsigned char *set, int n, char *out, size_t cap)
@@ -89,18 +90,23 @@ static void td_print_modules(const td_plan *plan, FILE *f, bool verbose)
         }
         g[k].count++;
         g[k].bytes += pm->bytes;
+        g[k].types |= 1u << (pm->place.weights == TD_WEIGHTS_CONVERT ? pm->place.convert_to : pm->type);
+        if (pm->type2 != TD_TYPE_COUNT && pm->place.weights != TD_WEIGHTS_CONVERT) g[k].types |= 1u << pm->type2;
         if (pm->m.layer >= 0 && pm->m.layer < n_layers) g[k].layers[pm->m.layer] = 1;
     }
-    fprintf(f, "%-34s %-9s %-7s %-7s %-8s %-11s %-8s %11s  %s\n", "module", "layers", "device", "kernel", "weights",
+    fprintf(f, "%-34s %-9s %-7s %-7s %-8s %-11s %-10s %11s  %s\n", "module", "layers", "device", "kernel", "weights",
             "numa", "type", "bytes", "placed by");
     for (int k = 0; k < ng; k++) {
         const td_plan_module *pm = g[k].first;
-        char layers[64], dev[16], w[16], numa[24], b[32];
+        char layers[64], dev[16], w[16], numa[24], b[32], type[24];
         td_layer_ranges(g[k].layers, n_layers, layers, sizeof layers);
-        fprintf(f, "%-34s %-9s %-7s %-7s %-8s %-11s %-8s %11s  %s\n", g[k].pattern, layers,
+        size_t tl = 0;
+        type[0] = '\0';
+        for (int t = 0; t < TD_TYPE_COUNT && tl < sizeof type; t++)
+            if (g[k].types & (1u << t)) tl += (size_t)snprintf(type + tl, sizeof type - tl, "%s%s", tl ? "+" : "", td_type_name((td_type)t));
+        fprintf(f, "%-34s %-9s %-7s %-7s %-8s %-11s %-10s %11s  %s\n", g[k].pattern, layers,
                 td_device_id_str(pm->place.device, dev, sizeof dev), td_kernels_name(pm->place.kernel),
-                td_weights_str(&pm->place, w, sizeof w), td_numa_policy_str(&pm->place, numa, sizeof numa),
-                td_type_name(pm->place.weights == TD_WEIGHTS_CONVERT ? pm->place.convert_to : pm->type),
+                td_weights_str(&pm->place, w, sizeof w), td_numa_policy_str(&pm->place, numa, sizeof numa), type,
                 td_sz(g[k].bytes, b, sizeof b), pm->origin);
     }
     td_free(g);

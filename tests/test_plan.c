@@ -2,6 +2,7 @@
  * td_hparams) or taken from td_model, never typed in; the published DeepSeek-V3 figures (671B parameters,
  * 70,272 KV bytes per token in bf16) are checked as well. */
 #include "td_alloc.h"
+#include "td_gguf_model.h"
 #include "td_hf.h"
 #include "td_plan.h"
 #include "td_test.h"
@@ -298,7 +299,8 @@ static void test_kt_same_devices(const td_hparams *hp)
 static void test_fixture_bytes(void)
 {
     static const char *const fixtures[] = {"safetensors/tiny-dsv3-bf16", "safetensors/tiny-dsv3-fp8",
-                                           "safetensors/tiny-dsv3-qdirect-bf16"};
+                                           "safetensors/tiny-dsv3-qdirect-bf16", "gguf/tiny-dsv3-q4_k_m-mla-mtp.gguf",
+                                           "gguf/tiny-dsv3-q8_0-legacy.gguf"};
     td_devices d = td_dev(NULL, 0, 0);
     for (size_t f = 0; f < sizeof fixtures / sizeof fixtures[0]; f++) {
         char path[4096];
@@ -310,8 +312,10 @@ static void test_fixture_bytes(void)
         /* headers only: a directory of its own, no td_model */
         td_hparams hp;
         td_tensor_dir *dir;
+        td_gguf *gguf = NULL;
         TD_CHECK(td_tensor_dir_create(&dir) == TD_OK);
-        TD_CHECK(td_hf_load(path, &hp, dir) == TD_OK);
+        if (strstr(path, ".gguf")) TD_CHECK(td_gguf_model_open(path, NULL, &hp, dir, &gguf) == TD_OK);
+        else TD_CHECK(td_hf_load(path, &hp, dir) == TD_OK);
         td_plan_params p = {.hp = &hp, .dir = dir, .devices = &d};
         td_plan *plan = NULL;
         st = td_plan_build(&p, &plan);
@@ -343,6 +347,7 @@ static void test_fixture_bytes(void)
         TD_CHECK(plan && plan->n_modules == m->n_modules && plan->kv_bytes == (uint64_t)td_model_kv_bytes_per_token(m, 4) *
                  64 + (plan->has_mtp ? (uint64_t)(hp.kv_lora_rank + hp.qk_rope_head_dim) * 4 * 64 : 0));
         td_plan_free(plan);
+        td_gguf_close(gguf);
         td_tensor_dir_free(dir);
         td_model_close(m);
     }

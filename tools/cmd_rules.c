@@ -2,6 +2,7 @@
  * cache at the context, the decode speed to expect, and whether it fits, before anything loads. */
 #include "td_cli.h"
 #include "td_commands.h"
+#include "td_gguf_model.h"
 #include "td_hf.h"
 #include "td_mmap.h"
 #include "td_plan.h"
@@ -26,8 +27,8 @@ static void td_rules_help(void)
         "                     NUMA nodes, everything else interleaved\n"
         "  --override S       regex=device[,regex=device...], tried before the file (llama.cpp's -ot; the\n"
         "                     regex also sees llama.cpp tensor names: 'exps=CPU'); repeatable\n"
-        "  --model M          HF directory or .safetensors file: sizes and types from the headers (weights\n"
-        "                     are not read)\n"
+        "  --model M          HF directory, .safetensors file or .gguf (any part of a split one): sizes\n"
+        "                     and types from the headers (weights are not read)\n"
         "  --config C         a config.json alone (with --assume-type)\n"
         "  --assume-type T    q4_k | q4_k_m | q8_0 | bf16 | fp8: plan as if the weights had this type\n"
         "  --no-mtp           leave the MTP block out\n"
@@ -161,16 +162,15 @@ static bool td_is_gguf(const char *path)
     return yes;
 }
 
-static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor_dir **dir)
+/* Hyperparameters and tensor directory from headers only: the files are mapped, never read. A GGUF's
+ * tensors come under their canonical names, so the planner sees the same directory from either format. */
+static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor_dir **dir, td_gguf **gguf)
 {
-    if (td_is_gguf(path))
-        return td_fail(TD_E_UNSUPPORTED,
-                       "%s: planning from a GGUF header needs the GGUF reader, which this build does not have yet; "
-                       "use --config config.json --assume-type q4_k|q4_k_m|q8_0 meanwhile",
-                       path);
     TD_TRY(td_tensor_dir_create(dir));
     td_status st;
-    if (td_path_is_dir(path)) {
+    if (td_is_gguf(path)) {
+        st = td_gguf_model_open(path, NULL, hp, *dir, gguf);
+    } else if (td_path_is_dir(path)) {
         st = td_hf_load(path, hp, *dir);
     } else {
         char copy[4096], cfg[4200];
@@ -203,11 +203,12 @@ int td_cmd_rules(int argc, char **argv)
     if (o.gpus_given) o.dev.detect_gpus = false;
     td_rules *rules = NULL;
     td_tensor_dir *dir = NULL;
+    td_gguf *gguf = NULL;
     td_plan *plan = NULL;
     td_hparams hp;
     td_devices *devices = td_calloc(1, sizeof *devices);
     td_status st = devices ? td_rules_load(&o, &rules) : td_fail(TD_E_NOMEM, "out of memory");
-    if (st == TD_OK) st = o.model ? td_rules_open_model(o.model, &hp, &dir) : td_hparams_load(o.config, &hp);
+    if (st == TD_OK) st = o.model ? td_rules_open_model(o.model, &hp, &dir, &gguf) : td_hparams_load(o.config, &hp);
     if (st == TD_OK) st = td_devices_detect(&o.dev, devices);
     if (st == TD_OK) {
         td_plan_params p = {.hp = &hp, .dir = dir, .assume_type = o.assume, .no_mtp = o.no_mtp, .rules = rules,
@@ -237,6 +238,7 @@ int td_cmd_rules(int argc, char **argv)
         rc = plan->fits ? 0 : 1;
     }
     td_plan_free(plan);
+    td_gguf_close(gguf); /* before the directory that owns its mappings */
     td_tensor_dir_free(dir);
     td_rules_free(rules);
     td_free(devices);
