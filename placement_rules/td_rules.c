@@ -320,6 +320,20 @@ td_status td_rules_load_text(td_rules *r, const char *text, size_t len, const ch
     return st;
 }
 
+const char *td_rules_resolve_path(const char *name, const char *presets_dir, char *buf, size_t cap)
+{
+    if (td_path_exists(name)) return name;
+    const char *dirs[2] = {getenv("TANDEM_RULES_DIR"), presets_dir};
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i] || !*dirs[i]) continue;
+        snprintf(buf, cap, "%s/%s", dirs[i], name);
+        if (td_path_exists(buf)) return buf;
+        snprintf(buf, cap, "%s/%s.yaml", dirs[i], name);
+        if (td_path_exists(buf)) return buf;
+    }
+    return name;
+}
+
 td_status td_rules_load_file(td_rules *r, const char *path)
 {
     char *text;

@@ -144,6 +144,11 @@ td_status td_rules_add_auto(td_rules *r, const char *name_regex, int lo, int hi,
 /* Drops the rules --auto added. */
 void td_rules_clear_auto(td_rules *r);
 
+/* A rules file by path, or a preset by name ("deepseek-v3-1gpu-24gb", with or without .yaml) looked up in
+ * $TANDEM_RULES_DIR, then in presets_dir. Returns name itself when nothing matches (the loader then says
+ * it is missing), else buf. */
+const char *td_rules_resolve_path(const char *name, const char *presets_dir, char *buf, size_t cap);
+
 td_rules_format td_rules_get_format(const td_rules *r);
 /* The file the rules came from ("" if none). */
 const char *td_rules_file(const td_rules *r);

@@ -2,6 +2,7 @@
  * td_hparams) or taken from td_model, never typed in; the published DeepSeek-V3 figures (671B parameters,
  * 70,272 KV bytes per token in bf16) are checked as well. */
 #include "td_alloc.h"
+#include "td_engine.h"
 #include "td_gguf_model.h"
 #include "td_hf.h"
 #include "td_plan.h"
@@ -524,6 +525,66 @@ static void test_auto(const td_hparams *hp)
     td_rules_free(r);
 }
 
+/* ------------------------------------------------------------------ what the engine accepts */
+
+static td_status td_engine_with(const td_model *m, const td_devices *d, const char *text, td_kernels *k)
+{
+    td_rules *r = td_rules_from(NULL, text);
+    td_plan *plan = NULL;
+    td_status st = td_plan_for_model(m, r, d, 256, 4, &plan);
+    TD_CHECKF(st == TD_OK, "%.200s", td_errmsg());
+    if (st == TD_OK) st = td_plan_engine_check(plan, m, k);
+    td_plan_free(plan);
+    td_rules_free(r);
+    return st;
+}
+
+static void test_engine_check(void)
+{
+    td_model *m = NULL, *other = NULL;
+    if (td_model_open(td_test_fixture("safetensors/tiny-dsv3-bf16"), NULL, &m) != TD_OK ||
+        td_model_open(td_test_fixture("safetensors/tiny-dsv3-qdirect-bf16"), NULL, &other) != TD_OK) {
+        TD_CHECKF(false, "%.200s", td_errmsg());
+        td_model_close(m);
+        return;
+    }
+    td_devices d = td_dev(NULL, 1, 24 * GIB);
+    td_kernels k = TD_KERNELS_AUTO;
+    td_rules *cpu = td_rules_from(td_src_path("placement_rules/cpu-only.yaml"), NULL);
+    td_plan *plan = NULL;
+    TD_CHECK(td_plan_for_model(m, cpu, &d, 256, 4, &plan) == TD_OK);
+    k = TD_KERNELS_AUTO;
+    TD_CHECK(plan && td_plan_engine_check(plan, m, &k) == TD_OK && k == TD_KERNELS_AUTO);
+    /* the plan is for this model only */
+    k = TD_KERNELS_AUTO;
+    TD_CHECK(plan && td_plan_engine_check(plan, other, &k) == TD_E_ARG && strstr(td_errmsg(), "another model"));
+    /* and the engine takes it */
+    td_engine_params ep = {.kernels = TD_KERNELS_REF, .plan = plan};
+    td_engine *e = NULL;
+    TD_CHECKF(td_engine_open(m, &ep, &e) == TD_OK, "%.200s", td_errmsg());
+    td_engine_close(e);
+    td_plan_free(plan);
+    td_rules_free(cpu);
+
+    k = TD_KERNELS_AUTO;
+    TD_CHECK(td_engine_with(m, &d, "- place: {kernel: ref}\n", &k) == TD_OK && k == TD_KERNELS_REF);
+    k = TD_KERNELS_AVX2;
+    TD_CHECK(td_engine_with(m, &d, "- place: {kernel: ref}\n", &k) == TD_E_ARG && strstr(td_errmsg(), "conflicts"));
+    k = TD_KERNELS_AUTO;
+    TD_CHECK(td_engine_with(m, &d, "- match: {name: experts}\n  place: {kernel: ref}\n- place: {kernel: avx2}\n",
+                            &k) == TD_E_UNSUPPORTED);
+    TD_CHECK(strstr(td_errmsg(), "one kernel family"));
+    TD_CHECK(td_engine_with(m, &d, "- match: {name: 'mlp\\.gate$'}\n  place: {weights: f16}\n", &k) ==
+             TD_E_UNSUPPORTED);
+    TD_CHECK(strstr(td_errmsg(), "converting weights at load is not written yet"));
+    TD_CHECK(td_engine_with(m, &d, "- match: {name: self_attn}\n  place: {device: cuda:0}\n", &k) == TD_E_UNSUPPORTED);
+    TD_CHECKF(strstr(td_errmsg(), "model.layers.0.self_attn is placed on cuda:0 (by t.yaml:1)") &&
+                  strstr(td_errmsg(), "the GPU path is not written yet"),
+              "%.300s", td_errmsg());
+    td_model_close(m);
+    td_model_close(other);
+}
+
 /* ------------------------------------------------------------------ out of memory */
 
 static void test_out_of_memory(const td_hparams *hp)
@@ -560,6 +621,7 @@ int main(void)
     test_overflow_advice(&hp);
     test_plan_errors(&hp);
     test_auto(&hp);
+    test_engine_check();
     test_out_of_memory(&hp);
     return td_test_finish();
 }

@@ -186,12 +186,8 @@ static td_status td_eval_plan(const td_eval_opts *o, const td_model *m, int64_t 
     for (int i = 0; i < o->n_overrides; i++) TD_TRY(td_rules_add_override(*rules, o->overrides[i]));
     if (o->rules) {
         char path[4096];
-        const char *file = o->rules;
-        if (!td_path_exists(file)) {
-            snprintf(path, sizeof path, "%s/placement_rules/%s.yaml", TANDEM_SOURCE_DIR, o->rules);
-            if (td_path_exists(path)) file = path;
-        }
-        TD_TRY(td_rules_load_file(*rules, file));
+        TD_TRY(td_rules_load_file(*rules, td_rules_resolve_path(o->rules, TANDEM_SOURCE_DIR "/placement_rules", path,
+                                                                 sizeof path)));
     }
     td_devices_params dp = {.gpu_reserve = -1, .n_virtual_gpus = TD_MAX_GPUS};
     for (int i = 0; i < TD_MAX_GPUS; i++) dp.virtual_gpu_bytes[i] = 1ull << 40;

@@ -137,22 +137,6 @@ static int td_rules_parse(int argc, char **argv, td_rules_opts *o)
     return -1;
 }
 
-/* A preset name ("deepseek-v3-1gpu-24gb") or a path. */
-static const char *td_rules_resolve(const char *name, char *buf, size_t cap)
-{
-    if (td_path_exists(name)) return name;
-    const char *dirs[2] = {getenv("TANDEM_RULES_DIR"), TANDEM_SOURCE_DIR "/placement_rules"};
-    for (int i = 0; i < 2; i++) {
-        if (!dirs[i] || !*dirs[i]) continue;
-        snprintf(buf, cap, "%s/%s", dirs[i], name);
-        if (td_path_exists(buf)) return buf;
-        snprintf(buf, cap, "%s/%s.yaml", dirs[i], name);
-        if (td_path_exists(buf)) return buf;
-    }
-    return name; /* let the loader say it is missing */
-}
-
-/* Hyperparameters and tensor directory from headers only: the files are mapped, never read. */
 static bool td_is_gguf(const char *path)
 {
     FILE *f = td_path_is_dir(path) ? NULL : fopen(path, "rb");
@@ -192,7 +176,7 @@ static td_status td_rules_load(const td_rules_opts *o, td_rules **rules)
     for (int i = 0; i < o->n_overrides; i++) TD_TRY(td_rules_add_override(*rules, o->overrides[i]));
     if (!o->rules) return TD_OK;
     char buf[4096];
-    return td_rules_load_file(*rules, td_rules_resolve(o->rules, buf, sizeof buf));
+    return td_rules_load_file(*rules, td_rules_resolve_path(o->rules, TANDEM_SOURCE_DIR "/placement_rules", buf, sizeof buf));
 }
 
 int td_cmd_rules(int argc, char **argv)
