@@ -140,7 +140,8 @@ static td_status td_gk_rope(const td_keys *k, td_hparams *hp)
     return TD_OK;
 }
 
-/* Group routing: the keys, a user override, or DeepSeek-V3's 8/4 recognised from its shape. */
+/* Group routing: the keys, a user override, or the published shapes recognised: DeepSeek-V3/R1 (256
+ * experts, sigmoid: 8 groups keep 4) and DeepSeek-V2/V2.5 (160 experts, softmax: 8 groups keep 3). */
 static td_status td_gk_groups(const td_keys *k, const td_model_params *p, td_hparams *hp)
 {
     bool have = td_has(k, TD_GGUF_ARCH ".expert_group_count");
@@ -151,15 +152,22 @@ static td_status td_gk_groups(const td_keys *k, const td_model_params *p, td_hpa
         hp->topk_group = p->expert_groups_used > 0 ? p->expert_groups_used : p->expert_groups;
         return TD_OK;
     }
-    if (!have && hp->n_routed_experts == 256 && hp->scoring == TD_SCORING_SIGMOID) {
+    if (have) return TD_OK;
+    const char *which = NULL;
+    if (hp->n_routed_experts == 256 && hp->scoring == TD_SCORING_SIGMOID) {
+        which = "DeepSeek-V3: 8 groups, top 4";
         hp->n_group = 8;
         hp->topk_group = 4;
-        if (!(p && p->quiet))
-            fprintf(stderr,
-                    "tandem: %s has no expert_group_count/expert_group_used_count (converted before late 2025); "
-                    "routing as DeepSeek-V3: 8 groups, top 4 (override with --expert-groups N/M)\n",
-                    k->path);
+    } else if (hp->n_routed_experts == 160 && hp->scoring == TD_SCORING_SOFTMAX) {
+        which = "DeepSeek-V2: 8 groups, top 3";
+        hp->n_group = 8;
+        hp->topk_group = 3;
     }
+    if (which && !(p && p->quiet))
+        fprintf(stderr,
+                "tandem: %s has no expert_group_count/expert_group_used_count (converted before late 2025); "
+                "routing as %s (override with --expert-groups N/M)\n",
+                k->path, which);
     return TD_OK;
 }
 

@@ -8,7 +8,8 @@
  *  - Stacked expert slabs `ffn_{gate,up,down}_exps` -> per-expert 2-D views mlp.experts.E.*_proj (zero copy).
  *  - `block_count` includes the `nextn_predict_layers` MTP blocks; blk.L.nextn.* -> model.layers.L.*.
  *  - Files without expert_group_count/expert_group_used_count (converted before late 2025): DeepSeek-V3
- *    (256 experts, sigmoid gating) is recognised and routed with 8 groups, top 4, said once on stderr. */
+ *    (256 experts, sigmoid gating) is recognised and routed with 8 groups, top 4, DeepSeek-V2 (160 experts,
+ *    softmax) with 8 groups, top 3; said once on stderr. Other shapes route without groups. */
 #ifndef TD_GGUF_MODEL_H
 #define TD_GGUF_MODEL_H
 

@@ -448,8 +448,8 @@ static td_status td_write_part(const td_gguf_writer *w, const char *path, int pa
         if (p->sparse) continue;
         st = td_write_tensor_data(&o, t, chunk, chunk_cap);
         if (st == TD_OK) st = td_out_zeros(&o, data_end - t->offset - t->nbytes);
-        if (st == TD_OK && p->progress)
-            fprintf(stderr, "\rtandem: writing %s: %5.1f%%", path, 100.0 * (double)(i + 1) / (double)w->n_t);
+        if (st == TD_OK && p->progress) /* by tensors: a line that ends when the file does */
+            fprintf(stderr, "\rtandem: writing %s: tensor %zu of %zu", path, i + 1, w->n_t);
     }
     if (st == TD_OK && p->sparse && ftruncate(fileno(o.f), (off_t)(hdr.n + data_end)) != 0)
         st = td_fail(TD_E_IO, "%s: cannot extend to %" PRIu64 " bytes: %s", tmp, (uint64_t)(hdr.n + data_end),

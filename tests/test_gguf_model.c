@@ -160,11 +160,18 @@ static void test_v3_hparams(void)
     TD_CHECK(hparams_of(&b, &quiet, &hp) == TD_OK && hp.n_group == 1 && hp.topk_group == 1);
     free(b.p);
 
-    /* softmax gating (V2) */
-    kv v2[] = {{"deepseek2.expert_gating_func", 4, 1, NULL}};
-    b = make_header(v2, 1, NULL, 0);
+    /* softmax gating (V2-Lite shape: 64 experts, no groups) */
+    kv v2[] = {{"deepseek2.expert_gating_func", 4, 1, NULL}, {"deepseek2.expert_count", 4, 64, NULL}};
+    b = make_header(v2, 2, NULL, 0);
     TD_CHECK(hparams_of(&b, &quiet, &hp) == TD_OK && hp.scoring == TD_SCORING_SOFTMAX && hp.n_group == 1 &&
              hp.topk_method == TD_TOPK_GREEDY && strcmp(hp.model_type, "deepseek_v2") == 0);
+    free(b.p);
+    /* DeepSeek-V2's shape (160 experts, softmax) without group keys: its 8/3 group-limited routing */
+    kv v2full[] = {{"deepseek2.expert_gating_func", 4, 1, NULL}, {"deepseek2.expert_count", 4, 160, NULL},
+                   {"deepseek2.expert_used_count", 4, 6, NULL}};
+    b = make_header(v2full, 3, NULL, 0);
+    TD_CHECK(hparams_of(&b, &quiet, &hp) == TD_OK && hp.n_group == 8 && hp.topk_group == 3 &&
+             hp.topk_method == TD_TOPK_GROUP_LIMITED_GREEDY);
     free(b.p);
 }
 

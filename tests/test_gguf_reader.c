@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ a byte builder */
 
@@ -554,5 +555,6 @@ int main(void)
     test_unsupported_types();
     test_split();
     test_oom();
+    rmdir(td_test_tmpdir());
     return td_test_finish();
 }

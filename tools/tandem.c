@@ -18,6 +18,8 @@ static const td_command td_commands[] = {
     {"eval", td_cmd_eval, "check a model against a reference file (logits, greedy decode, MTP)"},
     {"inspect", td_cmd_inspect, "show a model's hyperparameters, tensors and bytes per module"},
     {"bench", td_cmd_bench, "measure memory bandwidth, kernels and the tokenizer"},
+    {"convert", td_cmd_convert, "write a GGUF (deepseek2, MLA layout) from an HF model or another GGUF"},
+    {"rules", td_cmd_rules, "plan a placement: bytes per device and NUMA node, KV cache, speed, fit"},
 };
 
 static void td_usage(FILE *f)
