@@ -67,6 +67,7 @@ int64_t td_session_kv_bytes_per_token(const td_session *s);
 td_status td_session_forward(td_session *s, const int32_t *tokens, int64_t n, float *logits_all, float *hidden_all);
 const float *td_session_logits(const td_session *s); /* [V] of the last position run */
 const float *td_session_hidden(const td_session *s); /* [H] final-normed hidden of the last position */
+const int32_t *td_session_tokens(const td_session *s); /* the token at each position 0..pos-1 */
 /* Forgets positions >= pos (for rejected drafts and /reset); the MTP cache follows. */
 td_status td_session_rewind(td_session *s, int64_t pos);
 void td_session_set_trace(td_session *s, td_trace *trace);
@@ -74,13 +75,43 @@ void td_session_set_attn_path(td_session *s, td_attn_path path);
 
 /* The MTP block at its positions mtp_pos..mtp_pos+n-1: row i combines hidden[i] (the main model's
  * final-normed hidden at that position) with the embedding of next_tokens[i] (the token after it) and
- * scores the token after that. logits_all [n][V] and mtp_hidden [n][H] (the block's output before the
- * head norm, for chaining drafts) are optional; the last row's logits are kept. */
+ * scores the token after that. logits_all [n][V] and mtp_hidden [n][H] (the block's output after its
+ * head norm, the counterpart of the main model's final-normed hidden, for chaining drafts) are optional;
+ * the last row's logits are kept. */
 bool td_session_has_mtp(const td_session *s);
 int64_t td_session_mtp_pos(const td_session *s);
 td_status td_session_mtp_forward(td_session *s, const float *hidden, const int32_t *next_tokens, int64_t n,
                                  float *logits_all, float *mtp_hidden);
 const float *td_session_mtp_logits(const td_session *s);
 td_status td_session_mtp_rewind(td_session *s, int64_t pos);
+
+/* MTP drafting with the bookkeeping kept by the session (td_session_mtp.c). The session remembers the
+ * token at every position and the final-normed hidden of the last TD_MTP_RING positions, so MTP rows run
+ * lazily: a draft brings the MTP cache up to row pos-1 in one batched MTP forward. Rewinding the main
+ * cache to p drops MTP rows >= p-1 (their next token may change); nothing is copied.
+ *  - keep_up: catch the MTP cache up inside td_session_forward whenever a long input would push rows it
+ *    still needs out of the ring (prefill). Off by default: plain decoding pays nothing.
+ *  - draft: next_token is the token chosen for position pos (not run yet); the MTP block's logits for
+ *    the token at pos+1 are then td_session_mtp_logits().
+ *  - chain: one more draft row from the MTP block's own last output instead of the main model's hidden,
+ *    with `token` (the previous draft) as its next token; the logits score the token after it. Chained
+ *    rows are speculative: the next draft recomputes them from the main model's hidden. */
+#define TD_MTP_RING 32
+void td_session_mtp_keep_up(td_session *s, bool on);
+/* False when the hidden of position pos-1 is unknown (an empty cache, or a rewind deeper than the ring
+ * with no token run since): run a token first. */
+bool td_session_mtp_can_draft(const td_session *s);
+td_status td_session_mtp_draft(td_session *s, int32_t next_token);
+td_status td_session_mtp_chain(td_session *s, int32_t token);
+
+/* Distinct routed experts touched per MoE layer, by batch size: what decides whether verifying several
+ * tokens at once pays when experts are bandwidth-bound. counts[l] is main layer l, counts[n_layers] the
+ * MTP block; batches larger than TD_EXPERT_COUNT_MAX_BATCH are not counted. NULL stops counting. */
+#define TD_EXPERT_COUNT_MAX_BATCH 16
+typedef struct td_expert_counts {
+    int64_t calls[TD_EXPERT_COUNT_MAX_BATCH + 1];    /* forward calls with a batch of n tokens */
+    int64_t distinct[TD_EXPERT_COUNT_MAX_BATCH + 1]; /* distinct experts those calls routed to, summed */
+} td_expert_counts;
+void td_session_count_experts(td_session *s, td_expert_counts *counts);
 
 #endif

@@ -147,9 +147,9 @@ void td_generator_count_drafts(td_generator *g, int64_t drafted, int64_t accepte
 
 /* ------------------------------------------------------------------ the cache */
 
-static td_status td_cache_forward(td_generator *g, const int32_t *tokens, int64_t n)
+static td_status td_cache_forward(td_generator *g, const int32_t *tokens, int64_t n, float *logits_all)
 {
-    TD_TRY(td_session_forward(g->s, tokens, n, NULL, NULL));
+    TD_TRY(td_session_forward(g->s, tokens, n, logits_all, NULL));
     for (int64_t i = 0; i < n; i++) TD_TRY(td_tokens_push(&g->cache, tokens[i]));
     return TD_OK;
 }
@@ -159,7 +159,7 @@ td_status td_generator_flush_pending(td_generator *g)
     if (g->n_pending == 0) return TD_OK;
     int n = g->n_pending;
     g->n_pending = 0;
-    return td_cache_forward(g, g->pending, n);
+    return td_cache_forward(g, g->pending, n, NULL);
 }
 
 td_status td_generator_set_pending(td_generator *g, const int32_t *tokens, int n)
@@ -168,6 +168,25 @@ td_status td_generator_set_pending(td_generator *g, const int32_t *tokens, int n
         return td_fail(TD_E_ARG, "%d pending tokens (at most %d)", n, TD_GEN_MAX_PENDING);
     memmove(g->pending, tokens, (size_t)n * sizeof(int32_t));
     g->n_pending = n;
+    return TD_OK;
+}
+
+int td_generator_pending(const td_generator *g, const int32_t **tokens)
+{
+    *tokens = g->pending;
+    return g->n_pending;
+}
+
+td_status td_generator_forward(td_generator *g, const int32_t *tokens, int64_t n, float *logits_all)
+{
+    if (g->n_pending) return td_fail(TD_E_ARG, "%d tokens are pending: flush them before running more", g->n_pending);
+    return td_cache_forward(g, tokens, n, logits_all);
+}
+
+td_status td_generator_rewind(td_generator *g, int64_t pos)
+{
+    TD_TRY(td_session_rewind(g->s, pos));
+    if (g->cache.n > pos) g->cache.n = pos;
     return TD_OK;
 }
 
@@ -314,7 +333,7 @@ static td_status td_prefill(td_generator *g, const int32_t *prompt, int64_t n, t
             return TD_OK;
         }
         int64_t k = n - i < TD_GEN_PREFILL_CHUNK ? n - i : TD_GEN_PREFILL_CHUNK;
-        TD_TRY(td_cache_forward(g, prompt + i, k));
+        TD_TRY(td_cache_forward(g, prompt + i, k, NULL));
         st->prompt_tokens += k;
     }
     return TD_OK;

@@ -98,6 +98,13 @@ td_sampler *td_generator_sampler(td_generator *g);
 td_status td_generator_flush_pending(td_generator *g);
 /* Sets the tokens the cache does not hold yet (at most 16). */
 td_status td_generator_set_pending(td_generator *g, const int32_t *tokens, int n);
+/* The pending tokens (valid until they change); returns how many. */
+int td_generator_pending(const td_generator *g, const int32_t **tokens);
+/* For verifying drafts: runs tokens at the cache's next positions (logits_all [n][V] as in
+ * td_session_forward, may be NULL) with no tokens pending, and forgets cache positions >= pos, keeping
+ * the list of cached tokens (reused by the next prompt) in step with the session. */
+td_status td_generator_forward(td_generator *g, const int32_t *tokens, int64_t n, float *logits_all);
+td_status td_generator_rewind(td_generator *g, int64_t pos);
 /* Speculation statistics for this call (drafted and accepted tokens). */
 void td_generator_count_drafts(td_generator *g, int64_t drafted, int64_t accepted);
 

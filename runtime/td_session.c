@@ -13,6 +13,19 @@ static int td_cmp_i32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Distinct experts among n tokens' k choices (a pairwise scan: n*k is small for the batches counted). */
+static void td_count_experts(td_expert_counts *c, const int32_t *ids, int64_t n, int k)
+{
+    int64_t distinct = 0;
+    for (int64_t i = 0; i < n * k; i++) {
+        int64_t j = 0;
+        while (j < i && ids[j] != ids[i]) j++;
+        distinct += j == i;
+    }
+    c->calls[n]++;
+    c->distinct[n] += distinct;
+}
+
 static void td_mlp_forward(td_session *s, const td_layer_weights *l, int64_t n, int32_t *trace_topk)
 {
     const td_hparams *hp = &s->e->model->hp;
@@ -27,6 +40,7 @@ static void td_mlp_forward(td_session *s, const td_layer_weights *l, int64_t n, 
     }
     int k = hp->n_experts_per_tok;
     td_router_select(s, &l->moe, sc->xn, n, sc->ids, sc->weights);
+    if (s->expert_counts && n <= TD_EXPERT_COUNT_MAX_BATCH) td_count_experts(&s->expert_counts[l->index], sc->ids, n, k);
     if (trace_topk) {
         memcpy(trace_topk, sc->ids, (size_t)(n * k) * sizeof(int32_t));
         for (int64_t t = 0; t < n; t++) qsort(trace_topk + t * k, (size_t)k, sizeof(int32_t), td_cmp_i32);
@@ -86,11 +100,14 @@ static void td_embed(td_session *s, const td_matrix *embed, const int32_t *token
     for (int64_t t = 0; t < n; t++) td_matrix_dequant_row(embed, tokens[t], out + t * H);
 }
 
-static void td_forward_chunk(td_session *s, const int32_t *tokens, int64_t n, float *logits_all, float *hidden_all)
+static td_status td_forward_chunk(td_session *s, const int32_t *tokens, int64_t n, float *logits_all,
+                                  float *hidden_all)
 {
     const td_model *m = s->e->model;
-    int64_t H = m->hp.hidden_size;
+    int64_t H = m->hp.hidden_size, p0 = s->pos;
     td_trace *tr = s->trace;
+    memcpy(s->tokens + p0, tokens, (size_t)n * sizeof(int32_t));
+    if (m->mtp && !hidden_all) hidden_all = s->mtp.chunk_hidden; /* the MTP rows need every position's hidden */
     td_embed(s, &m->embed, tokens, n, s->s.x);
     if (tr && tr->hidden && tr->hidden[0]) memcpy(tr->hidden[0], s->s.x, (size_t)(n * H) * sizeof(float));
     for (int l = 0; l < m->hp.n_layers; l++) {
@@ -100,6 +117,7 @@ static void td_forward_chunk(td_session *s, const int32_t *tokens, int64_t n, fl
     }
     td_head(s, m->norm, &m->head, n, logits_all, hidden_all, s->logits, s->hidden);
     s->pos += n;
+    return m->mtp ? td_mtp_after_chunk(s, tokens, p0, n, hidden_all) : TD_OK;
 }
 
 td_status td_session_forward(td_session *s, const int32_t *tokens, int64_t n, float *logits_all, float *hidden_all)
@@ -111,8 +129,8 @@ td_status td_session_forward(td_session *s, const int32_t *tokens, int64_t n, fl
                        (long long)s->max_batch);
     for (int64_t done = 0; done < n;) {
         int64_t c = n - done < s->max_batch ? n - done : s->max_batch;
-        td_forward_chunk(s, tokens + done, c, logits_all ? logits_all + done * hp->vocab_size : NULL,
-                         hidden_all ? hidden_all + done * hp->hidden_size : NULL);
+        TD_TRY(td_forward_chunk(s, tokens + done, c, logits_all ? logits_all + done * hp->vocab_size : NULL,
+                                hidden_all ? hidden_all + done * hp->hidden_size : NULL));
         done += c;
     }
     return TD_OK;
@@ -124,6 +142,7 @@ td_status td_session_mtp_forward(td_session *s, const float *hidden, const int32
     const td_model *m = s->e->model;
     if (!m->mtp) return td_fail(TD_E_NOT_FOUND, "%s has no MTP block", m->path);
     TD_TRY(td_check_tokens(s, next_tokens, n, s->mtp_pos));
+    s->mtp.chainable = false;
     const td_mtp_weights *w = m->mtp;
     int64_t H = m->hp.hidden_size;
     double eps = m->hp.rms_norm_eps;
@@ -231,6 +250,9 @@ td_status td_session_create(td_engine *e, const td_session_params *p, td_session
     if (st == TD_OK) st = td_alloc_floats(&s->mtp_logits, (size_t)hp->vocab_size);
     if (st == TD_OK) st = td_alloc_floats(&s->hidden, (size_t)hp->hidden_size);
     if (st == TD_OK) st = td_rope_tables(s);
+    if (st == TD_OK && !(s->tokens = td_malloc((size_t)n_ctx * sizeof(int32_t))))
+        st = td_fail(TD_E_NOMEM, "out of memory for the token list of %lld positions", (long long)n_ctx);
+    if (st == TD_OK && e->model->mtp) st = td_mtp_state_alloc(s);
     if (st != TD_OK) {
         td_session_free(s);
         return st;
@@ -252,6 +274,8 @@ void td_session_free(td_session *s)
     td_free(s->hidden);
     td_free(s->rope_cos);
     td_free(s->rope_sin);
+    td_free(s->tokens);
+    td_mtp_state_free(s);
     td_free(s);
 }
 
@@ -263,19 +287,21 @@ int64_t td_session_kv_bytes_per_token(const td_session *s)
 }
 const float *td_session_logits(const td_session *s) { return s->logits; }
 const float *td_session_hidden(const td_session *s) { return s->hidden; }
+const int32_t *td_session_tokens(const td_session *s) { return s->tokens; }
 const float *td_session_mtp_logits(const td_session *s) { return s->mtp_logits; }
 bool td_session_has_mtp(const td_session *s) { return s->e->model->mtp != NULL; }
 int64_t td_session_mtp_pos(const td_session *s) { return s->mtp_pos; }
 void td_session_set_trace(td_session *s, td_trace *trace) { s->trace = trace; }
 void td_session_set_attn_path(td_session *s, td_attn_path path) { s->p.attn = path; }
+void td_session_count_experts(td_session *s, td_expert_counts *counts) { s->expert_counts = counts; }
 
 td_status td_session_rewind(td_session *s, int64_t pos)
 {
     if (pos < 0 || pos > s->pos)
         return td_fail(TD_E_ARG, "cannot rewind to position %lld (the session is at %lld)", (long long)pos,
                        (long long)s->pos);
+    td_mtp_on_rewind(s, pos);
     s->pos = pos;
-    if (s->mtp_pos > pos) s->mtp_pos = pos;
     return TD_OK;
 }
 
@@ -285,5 +311,7 @@ td_status td_session_mtp_rewind(td_session *s, int64_t pos)
         return td_fail(TD_E_ARG, "cannot rewind the MTP cache to %lld (it is at %lld)", (long long)pos,
                        (long long)s->mtp_pos);
     s->mtp_pos = pos;
+    if (s->mtp.good > pos) s->mtp.good = pos;
+    s->mtp.chainable = false;
     return TD_OK;
 }

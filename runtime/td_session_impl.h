@@ -1,4 +1,4 @@
-/* Internals shared by the forward-pass files (td_session.c, td_attention.c, td_router.c, td_mtp.c). */
+/* Internals shared by the forward-pass files (td_session.c, td_session_mtp.c, td_attention.c, td_router.c). */
 #ifndef TD_SESSION_IMPL_H
 #define TD_SESSION_IMPL_H
 
@@ -37,6 +37,22 @@ typedef struct td_scratch {
     float *emb2;               /* [B][2H]: MTP input */
 } td_scratch;
 
+/* MTP bookkeeping (td_session_mtp.c). Row i of the MTP cache takes the main model's final-normed hidden
+ * at position i and the token at i+1. */
+typedef struct td_mtp_state {
+    float *ring;         /* [TD_MTP_RING][H]: final-normed hidden of position p in slot p % TD_MTP_RING */
+    float *chunk_hidden; /* [max_batch][H]: the running chunk's hidden when the caller asked for none */
+    float *rows;         /* [TD_MTP_RING][H]: MTP input rows gathered from the ring */
+    int32_t *next;       /* [TD_MTP_RING]: the tokens after them */
+    float *out;          /* [TD_MTP_RING][H]: the MTP block's head-normed output rows */
+    float *last;         /* [H]: the last drafted row's output, the input of a chained draft */
+    int64_t ring_lo;     /* the ring holds the hidden of positions [ring_lo, pos) */
+    int64_t good;        /* rows [0, good) came from the main model's hidden and the right next token */
+    int32_t good_next;   /* when good == pos: the token row pos-1 assumed for position pos */
+    bool keep_up;
+    bool chainable;      /* the last MTP call was a draft or chain, so `last` belongs to row mtp_pos-1 */
+} td_mtp_state;
+
 struct td_session {
     td_engine *e;
     td_session_params p;
@@ -50,6 +66,9 @@ struct td_session {
     float *hidden;             /* [H] final-normed hidden of the last position */
     float *mtp_logits;         /* [V] */
     td_trace *trace;
+    int32_t *tokens;           /* [n_ctx] the token at each position */
+    td_mtp_state mtp;
+    td_expert_counts *expert_counts; /* [n_layers + 1] or NULL */
 };
 
 /* One decoder layer on s->s.x (n tokens at positions pos0..), with cache `kv`. */
@@ -60,6 +79,13 @@ void td_attention_forward(td_session *s, const td_attn_weights *a, td_kv_layer *
 /* Chooses experts for n tokens from xn: ids/weights [n][k]. */
 void td_router_select(td_session *s, const td_moe_weights *moe, const float *xn, int64_t n, int32_t *ids,
                       float *weights);
+/* td_session_mtp.c: buffers, and the hooks of forward and rewind. */
+td_status td_mtp_state_alloc(td_session *s);
+void td_mtp_state_free(td_session *s);
+/* After a chunk of n tokens ran at p0..p0+n-1 with final-normed hidden [n][H]. */
+td_status td_mtp_after_chunk(td_session *s, const int32_t *tokens, int64_t p0, int64_t n, const float *hidden);
+void td_mtp_on_rewind(td_session *s, int64_t pos);
+
 /* Rotates adjacent pairs of n_vec vectors of dr values each at position pos. */
 void td_rope_apply(const td_session *s, float *v, int64_t pos);
 td_status td_rope_tables(td_session *s);

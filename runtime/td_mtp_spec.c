@@ -1,0 +1,300 @@
+#include "td_mtp_spec.h"
+
+#include "td_alloc.h"
+#include "td_session_impl.h" /* the model behind the session: its vocabulary and name */
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define TD_MTP_AUTO_BLOCK 4 /* auto: timed steps per turn, so both ways see the same stretch of text */
+
+struct td_mtp_spec {
+    td_generator *g;
+    td_mtp_params p;
+    bool installed; /* g's step is ours */
+    int64_t V;
+    float *logits; /* [k+1][V]: the verify pass */
+    float *q;      /* [k][V]: the draft distributions */
+    float *prob;   /* [V]: the target distribution of one position */
+    float *dlog;   /* [V]: a drafter's logits */
+    /* auto */
+    bool decided, use_mtp;
+    bool block_mtp;   /* the turn being measured */
+    int block_done;   /* timed steps of this turn */
+    bool warm_needed; /* the first speculative step of a turn catches the MTP rows up: not timed */
+    int64_t timed_steps[2], timed_tokens[2];
+    double timed_s[2];
+    /* totals */
+    int64_t spec_steps, plain_steps, drafted, accepted;
+};
+
+static const char *const td_mtp_mode_names[TD_MTP_MODE_COUNT] = {"off", "on", "auto"};
+
+const char *td_mtp_mode_name(td_mtp_mode m)
+{
+    return (unsigned)m < TD_MTP_MODE_COUNT ? td_mtp_mode_names[m] : "?";
+}
+
+bool td_mtp_mode_from_name(const char *name, td_mtp_mode *out)
+{
+    for (int m = 0; m < TD_MTP_MODE_COUNT; m++)
+        if (strcasecmp(name, td_mtp_mode_names[m]) == 0) {
+            *out = (td_mtp_mode)m;
+            return true;
+        }
+    return false;
+}
+
+static double td_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static bool td_greedy(td_generator *g)
+{
+    return td_sampler_params_of(td_generator_sampler(g))->temperature <= 0;
+}
+
+/* The plain step: run what is pending, choose one token from the last logits. */
+static td_status td_plain_step(td_generator *g, int32_t *out, int *n)
+{
+    TD_TRY(td_generator_flush_pending(g));
+    out[0] = td_sampler_sample(td_generator_sampler(g), td_session_logits(td_generator_session(g)));
+    *n = 1;
+    return td_generator_set_pending(g, out, 1);
+}
+
+/* The token after rejecting draft d at a position with target p and draft q: from normalize((p - q)+).
+ * When rounding leaves nothing there (p and q all but equal), p itself is the distribution. */
+static int32_t td_residual_draw(td_mtp_spec *sp, td_sampler *smp, float *p, const float *q)
+{
+    double total = 0;
+    for (int64_t i = 0; i < sp->V; i++) total += p[i] > q[i] ? p[i] - q[i] : 0;
+    if (!(total > 0)) return td_sampler_draw(smp, p);
+    for (int64_t i = 0; i < sp->V; i++) p[i] = p[i] > q[i] ? p[i] - q[i] : 0;
+    return td_sampler_draw(smp, p);
+}
+
+/* k drafts after token x at position pos (x is not in the cache yet): toks = [x, d1..dk]. */
+static td_status td_draft(td_mtp_spec *sp, td_session *s, td_sampler *smp, bool greedy, int k, int32_t *toks)
+{
+    if (!sp->p.drafter) TD_TRY(td_session_mtp_draft(s, toks[0]));
+    for (int i = 0; i < k; i++) {
+        const float *ql = td_session_mtp_logits(s);
+        if (sp->p.drafter) {
+            TD_TRY(sp->p.drafter(sp->p.drafter_user, s, toks, i + 1, sp->dlog));
+            ql = sp->dlog;
+        }
+        if (greedy) {
+            toks[1 + i] = td_argmax(ql, sp->V);
+        } else {
+            td_sampler_probs(smp, ql, sp->q + i * sp->V);
+            toks[1 + i] = td_sampler_draw(smp, sp->q + i * sp->V);
+        }
+        if (i + 1 < k && !sp->p.drafter) TD_TRY(td_session_mtp_chain(s, toks[1 + i]));
+    }
+    return TD_OK;
+}
+
+/* Verifies the drafts toks[1..k] against the main model's rows logits[0..k]: appends the accepted drafts
+ * and the one token that follows them to out; returns how many drafts were accepted. */
+static int td_verify(td_mtp_spec *sp, td_sampler *smp, bool greedy, int k, const int32_t *toks, int32_t *out,
+                     int *n_out)
+{
+    int64_t V = sp->V;
+    for (int i = 0; i < k; i++) {
+        const float *row = sp->logits + i * V;
+        int32_t d = toks[1 + i];
+        if (greedy) {
+            int32_t y = td_argmax(row, V);
+            out[(*n_out)++] = y;
+            if (y != d) return i;
+            continue;
+        }
+        td_sampler_probs(smp, row, sp->prob);
+        const float *q = sp->q + i * V;
+        /* keep d with probability min(1, p(d)/q(d)); q(d) > 0 because d was drawn from q */
+        if (td_sampler_uniform(smp) * q[d] < sp->prob[d]) {
+            out[(*n_out)++] = d;
+            continue;
+        }
+        out[(*n_out)++] = td_residual_draw(sp, smp, sp->prob, q);
+        return i;
+    }
+    out[(*n_out)++] = td_sampler_sample(smp, sp->logits + k * V); /* every draft kept: one more for free */
+    return k;
+}
+
+/* One speculative step. *speculated is false when there was no room to draft (token budget or context)
+ * and a plain step ran instead. */
+static td_status td_spec_step(td_mtp_spec *sp, td_generator *g, int32_t *out, int *n, int max_out, bool *speculated)
+{
+    td_session *s = td_generator_session(g);
+    td_sampler *smp = td_generator_sampler(g);
+    bool greedy = td_greedy(g);
+    const int32_t *pend;
+    int n_pend = td_generator_pending(g, &pend), n_out = 0;
+    int32_t toks[TD_MTP_MAX_DRAFTS + 1];
+    *speculated = false;
+    if (n_pend == 0) {
+        /* right after a prompt: the last logits choose the token to draft from, as a plain step would */
+        toks[0] = td_sampler_sample(smp, td_session_logits(s));
+        out[n_out++] = toks[0];
+    } else {
+        toks[0] = pend[n_pend - 1];
+        TD_TRY(td_generator_set_pending(g, pend, n_pend - 1)); /* the same buffer: memmove keeps it intact */
+        TD_TRY(td_generator_flush_pending(g));
+    }
+    int64_t pos = td_session_pos(s), room = td_session_ctx(s) - pos - 1;
+    int k = sp->p.k;
+    if (k > max_out - n_out - 1) k = max_out - n_out - 1;
+    if (k > room) k = (int)room;
+    if (k < 1 || (!sp->p.drafter && !td_session_mtp_can_draft(s))) {
+        TD_TRY(td_generator_set_pending(g, toks, 1));
+        if (n_out) {
+            *n = n_out;
+            return TD_OK;
+        }
+        return td_plain_step(g, out, n);
+    }
+    TD_TRY(td_draft(sp, s, smp, greedy, k, toks));
+    TD_TRY(td_generator_forward(g, toks, k + 1, sp->logits));
+    int accepted = td_verify(sp, smp, greedy, k, toks, out, &n_out);
+    TD_TRY(td_generator_rewind(g, pos + 1 + accepted));
+    td_generator_count_drafts(g, k, accepted);
+    sp->drafted += k;
+    sp->accepted += accepted;
+    sp->spec_steps++;
+    *speculated = true;
+    *n = n_out;
+    return td_generator_set_pending(g, out + n_out - 1, 1);
+}
+
+/* ------------------------------------------------------------------ auto */
+
+static void td_auto_decide(td_mtp_spec *sp)
+{
+    int want = sp->p.auto_steps;
+    if (sp->timed_steps[0] < want || sp->timed_steps[1] < want) return;
+    double plain = (double)sp->timed_tokens[0] / sp->timed_s[0], mtp = (double)sp->timed_tokens[1] / sp->timed_s[1];
+    sp->decided = true;
+    sp->use_mtp = mtp > plain;
+    if (!sp->p.drafter) td_session_mtp_keep_up(td_generator_session(sp->g), sp->use_mtp);
+}
+
+static void td_auto_record(td_mtp_spec *sp, bool mtp, int tokens, double seconds)
+{
+    sp->timed_steps[mtp] += 1;
+    sp->timed_tokens[mtp] += tokens;
+    sp->timed_s[mtp] += seconds;
+    if (++sp->block_done == TD_MTP_AUTO_BLOCK) {
+        sp->block_done = 0;
+        sp->block_mtp = !sp->block_mtp;
+        sp->warm_needed = sp->block_mtp;
+    }
+    td_auto_decide(sp);
+}
+
+static td_status td_mtp_step(td_generator *g, void *ctx, int32_t *out, int *n, int max_out)
+{
+    td_mtp_spec *sp = ctx;
+    bool measuring = sp->p.mode == TD_MTP_AUTO && !sp->decided;
+    bool mtp = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && (measuring ? sp->block_mtp : sp->use_mtp));
+    const int32_t *pend;
+    /* the first step after a prompt has its token for free: timing it would flatter either way */
+    bool timed = measuring && td_generator_pending(g, &pend) > 0;
+    double t0 = td_now();
+    bool speculated = false;
+    if (mtp) {
+        TD_TRY(td_spec_step(sp, g, out, n, max_out, &speculated));
+    } else {
+        TD_TRY(td_plain_step(g, out, n));
+        sp->plain_steps++;
+    }
+    if (!timed || (mtp && !speculated)) return TD_OK;
+    if (mtp && sp->warm_needed) {
+        sp->warm_needed = false;
+        return TD_OK;
+    }
+    td_auto_record(sp, mtp, *n, td_now() - t0);
+    return TD_OK;
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spec **out)
+{
+    *out = NULL;
+    td_mtp_params params = p ? *p : (td_mtp_params){.mode = TD_MTP_ON};
+    if (params.k == 0) params.k = 1;
+    if (params.auto_steps == 0) params.auto_steps = 12;
+    if ((unsigned)params.mode >= TD_MTP_MODE_COUNT) return td_fail(TD_E_ARG, "unknown MTP mode %d", params.mode);
+    if (params.k < 1 || params.k > TD_MTP_MAX_DRAFTS)
+        return td_fail(TD_E_ARG, "%d MTP drafts per step is out of range (1..%d)", params.k, TD_MTP_MAX_DRAFTS);
+    if (params.auto_steps < 1 || params.auto_steps > 100000)
+        return td_fail(TD_E_ARG, "%d timed steps for --mtp auto is out of range (1..100000)", params.auto_steps);
+    td_session *s = td_generator_session(g);
+    const td_model *m = s->e->model;
+    if (params.mode != TD_MTP_OFF && !params.drafter && !td_session_has_mtp(s))
+        return td_fail(TD_E_NOT_FOUND,
+                       "%s has no MTP block (model.layers.%d.* / blk.%d.nextn.*): decoding without MTP "
+                       "(attach one with --mtp-from, or pass --mtp off)",
+                       m->path, m->hp.n_layers, m->hp.n_layers);
+    td_mtp_spec *sp = td_calloc(1, sizeof *sp);
+    if (!sp) return td_fail(TD_E_NOMEM, "out of memory");
+    sp->g = g;
+    sp->p = params;
+    sp->V = m->hp.vocab_size;
+    size_t V = (size_t)sp->V, k = (size_t)params.k;
+    sp->logits = td_malloc((k + 1) * V * sizeof(float));
+    sp->q = td_malloc(k * V * sizeof(float));
+    sp->prob = td_malloc(V * sizeof(float));
+    sp->dlog = td_malloc(V * sizeof(float));
+    if (!sp->logits || !sp->q || !sp->prob || !sp->dlog) {
+        td_mtp_spec_free(sp);
+        return td_fail(TD_E_NOMEM, "out of memory for speculation buffers (%zu logits)", (2 * k + 3) * V);
+    }
+    sp->block_mtp = true;
+    sp->warm_needed = true;
+    if (params.mode != TD_MTP_OFF) {
+        if (!params.drafter) td_session_mtp_keep_up(s, true);
+        td_generator_set_step(g, td_mtp_step, sp);
+        sp->installed = true;
+    }
+    *out = sp;
+    return TD_OK;
+}
+
+void td_mtp_spec_free(td_mtp_spec *sp)
+{
+    if (!sp) return;
+    if (sp->installed) {
+        td_generator_set_step(sp->g, NULL, NULL);
+        td_session_mtp_keep_up(td_generator_session(sp->g), false);
+    }
+    td_free(sp->logits);
+    td_free(sp->q);
+    td_free(sp->prob);
+    td_free(sp->dlog);
+    td_free(sp);
+}
+
+void td_mtp_spec_stats(const td_mtp_spec *sp, td_mtp_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->mode = sp->p.mode;
+    out->k = sp->p.k;
+    out->decided = sp->decided;
+    out->drafting = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && (!sp->decided || sp->use_mtp));
+    out->plain_tok_s = sp->timed_s[0] > 0 ? (double)sp->timed_tokens[0] / sp->timed_s[0] : 0;
+    out->mtp_tok_s = sp->timed_s[1] > 0 ? (double)sp->timed_tokens[1] / sp->timed_s[1] : 0;
+    out->speedup = sp->decided ? out->mtp_tok_s / out->plain_tok_s : NAN;
+    out->spec_steps = sp->spec_steps;
+    out->plain_steps = sp->plain_steps;
+    out->drafted = sp->drafted;
+    out->accepted = sp->accepted;
+}
