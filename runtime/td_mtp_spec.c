@@ -199,7 +199,7 @@ static void td_auto_record(td_mtp_spec *sp, bool mtp, int tokens, double seconds
     td_auto_decide(sp);
 }
 
-static td_status td_mtp_step(td_generator *g, void *ctx, int32_t *out, int *n, int max_out)
+td_status td_mtp_spec_step(td_generator *g, void *ctx, int32_t *out, int *n, int max_out)
 {
     td_mtp_spec *sp = ctx;
     bool measuring = sp->p.mode == TD_MTP_AUTO && !sp->decided;
@@ -262,7 +262,7 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
     sp->warm_needed = true;
     if (params.mode != TD_MTP_OFF) {
         if (!params.drafter) td_session_mtp_keep_up(s, true);
-        td_generator_set_step(g, td_mtp_step, sp);
+        td_generator_set_step(g, td_mtp_spec_step, sp);
         sp->installed = true;
     }
     *out = sp;

@@ -64,6 +64,8 @@ typedef struct td_mtp_spec td_mtp_spec;
 /* Installs speculative decoding as g's decode step. A model without an MTP block (and no drafter) gets
  * TD_E_NOT_FOUND and a message that says so; the generator is left as it was. Free the spec before g. */
 td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spec **out);
+/* The step td_mtp_spec_create installs (a td_gen_step_fn, ctx = the spec), for steps that wrap it. */
+td_status td_mtp_spec_step(td_generator *g, void *spec, int32_t *out, int *n, int max_out);
 /* Restores g's plain step and frees the spec. */
 void td_mtp_spec_free(td_mtp_spec *sp);
 void td_mtp_spec_stats(const td_mtp_spec *sp, td_mtp_stats *out);

@@ -1,0 +1,226 @@
+/* Speculative sampling keeps the main model's distribution: at temperature 1, with a fixed context and a
+ * fixed next token, the token after next (the one the MTP block drafts) is sampled 20,000 times through
+ * the real speculative step (MTP draft, verify pass of 2, accept with min(1, p/q) or draw from
+ * (p - q)+, rewind of both caches) and 20,000 times without MTP. Chi-square tests (seeded, p > 0.01,
+ * rare tokens pooled so every expected count is at least 5) must not tell them apart, nor the MTP
+ * samples from the exact distribution. Two wrong samplers (the raw draft distribution, and a resample
+ * from p instead of (p - q)+) must be told apart, which shows the test can fail.
+ *
+ * The samples without MTP are drawn from the main model's exact distribution at that position, computed
+ * once: plain decoding would run the same forward pass 20,000 times and draw from the same numbers.
+ * Statistical, so it runs in the normal test pass only (skipped under the sanitizers). */
+#include "td_alloc.h"
+#include "td_engine.h"
+#include "td_generate.h"
+#include "td_mtp_spec.h"
+#include "td_safetensors.h"
+#include "td_test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_SAMPLES 20000
+#define MIN_EXPECTED 5.0
+
+/* Cells over the vocabulary: tokens in ascending order of probability, pooled until each cell expects at
+ * least MIN_EXPECTED of n samples (the last cell takes what is left). cell[v] = the cell of token v. */
+static int td_make_cells(const float *p, int64_t V, double n, int *cell)
+{
+    int32_t *order = td_malloc((size_t)V * sizeof *order);
+    for (int64_t i = 0; i < V; i++) order[i] = (int32_t)i;
+    for (int64_t i = 1; i < V; i++) { /* insertion sort: V is small */
+        int32_t t = order[i];
+        int64_t j = i;
+        while (j > 0 && p[order[j - 1]] > p[t]) order[j] = order[j - 1], j--;
+        order[j] = t;
+    }
+    int cells = 0;
+    double acc = 0;
+    for (int64_t i = 0; i < V; i++) {
+        cell[order[i]] = cells;
+        acc += n * p[order[i]];
+        if (acc >= MIN_EXPECTED) cells++, acc = 0;
+    }
+    if (acc > 0) { /* a short tail joins the cell before it */
+        for (int64_t i = 0; i < V; i++)
+            if (cell[i] == cells) cell[i] = cells - 1;
+    }
+    td_free(order);
+    return cells;
+}
+
+/* P(X >= x) for X ~ chi-square(df), by the Wilson-Hilferty normal approximation (df here is in the
+ * hundreds, where it is accurate to well under 1e-3). */
+static double td_chi2_sf(double x, int df)
+{
+    double k = df, z = (cbrt(x / k) - (1 - 2 / (9 * k))) / sqrt(2 / (9 * k));
+    return 0.5 * erfc(z / sqrt(2.0));
+}
+
+/* Two samples of equal size: sum over cells (a - b)^2 / (a + b), df = cells - 1. */
+static double td_chi2_two(const int64_t *a, const int64_t *b, const int *cell, int64_t V, int cells, double *stat)
+{
+    double *ca = td_calloc((size_t)cells, sizeof *ca), *cb = td_calloc((size_t)cells, sizeof *cb), x = 0;
+    for (int64_t i = 0; i < V; i++) ca[cell[i]] += (double)a[i], cb[cell[i]] += (double)b[i];
+    for (int c = 0; c < cells; c++)
+        if (ca[c] + cb[c] > 0) x += (ca[c] - cb[c]) * (ca[c] - cb[c]) / (ca[c] + cb[c]);
+    td_free(ca);
+    td_free(cb);
+    *stat = x;
+    return td_chi2_sf(x, cells - 1);
+}
+
+/* Goodness of fit of counts (n in all) to p. */
+static double td_chi2_fit(const int64_t *a, const float *p, double n, const int *cell, int64_t V, int cells,
+                          double *stat)
+{
+    double *ca = td_calloc((size_t)cells, sizeof *ca), *ce = td_calloc((size_t)cells, sizeof *ce), x = 0;
+    for (int64_t i = 0; i < V; i++) ca[cell[i]] += (double)a[i], ce[cell[i]] += n * p[i];
+    for (int c = 0; c < cells; c++) x += (ca[c] - ce[c]) * (ca[c] - ce[c]) / ce[c];
+    td_free(ca);
+    td_free(ce);
+    *stat = x;
+    return td_chi2_sf(x, cells - 1);
+}
+
+static td_tokenizer *td_plain_tokenizer(int n)
+{
+    char **names = td_calloc((size_t)n, sizeof *names);
+    uint8_t *attrs = td_calloc((size_t)n, 1);
+    for (int i = 0; i < n; i++) {
+        names[i] = td_malloc(16);
+        snprintf(names[i], 16, "<t%d>", i);
+        attrs[i] = TD_TOKEN_ADDED;
+    }
+    td_tokenizer_vocab v = {.n_tokens = n,
+                            .tokens = (const char *const *)names,
+                            .attrs = attrs,
+                            .pretok = TD_PRETOK_DEEPSEEK_V3,
+                            .unk_id = -1,
+                            .bos_id = -1,
+                            .eos_id = -1,
+                            .pad_id = -1,
+                            .source = "test vocabulary"};
+    td_tokenizer *t = NULL;
+    td_tokenizer_create(&v, &t);
+    for (int i = 0; i < n; i++) td_free(names[i]);
+    td_free(names);
+    td_free(attrs);
+    return t;
+}
+
+int main(void)
+{
+    const char *env = getenv("TANDEM_SANITIZED");
+    if (env && strcmp(env, "1") == 0) return td_test_skip("statistical test: normal builds only");
+    char model_path[4096], ref_path[4200];
+    snprintf(model_path, sizeof model_path, "%s", td_test_fixture("safetensors/tiny-dsv3-bf16"));
+    snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", model_path);
+    td_model *m = NULL;
+    td_model_params mp = {.quiet = true};
+    if (td_model_open(model_path, &mp, &m) != TD_OK) return td_test_skip("the bf16 fixture is missing (TANDEM_SHARED)");
+    int64_t V = m->hp.vocab_size;
+    td_tensor_dir *dir = NULL;
+    td_engine *e = NULL;
+    td_session *s = NULL;
+    td_sampler *smp = NULL, *plain_smp = NULL;
+    td_generator *g = NULL;
+    td_mtp_spec *sp = NULL;
+    td_tokenizer *tok = td_plain_tokenizer((int)V);
+    float *p = td_malloc((size_t)V * sizeof *p), *q = td_malloc((size_t)V * sizeof *q);
+    float *buggy = td_malloc((size_t)V * sizeof *buggy);
+    int64_t *c_mtp = td_calloc((size_t)V, sizeof *c_mtp), *c_plain = td_calloc((size_t)V, sizeof *c_plain);
+    int64_t *c_q = td_calloc((size_t)V, sizeof *c_q), *c_bug = td_calloc((size_t)V, sizeof *c_bug);
+    int *cell = td_malloc((size_t)V * sizeof *cell);
+    TD_CHECK(td_tensor_dir_create(&dir) == TD_OK && td_st_load(ref_path, dir, NULL) == TD_OK);
+    const td_tensor *ids = td_tensor_dir_find(dir, "input_ids");
+    if (!TD_CHECK(ids && ids->shape[0] >= 8 && ids->shape[0] < 100 && tok)) goto done;
+    int64_t T = ids->shape[0];
+    int32_t ctx[128];
+    memcpy(ctx, ids->data, (size_t)T * sizeof(int32_t));
+
+    td_engine_params ep = {.n_threads = 1};
+    td_session_params spp = {.n_ctx = 128};
+    td_sampler_params temp1 = {.temperature = 1.0, .top_p = 1.0, .seed = 20240611};
+    TD_CHECK(td_engine_open(m, &ep, &e) == TD_OK);
+    TD_CHECK(td_session_create(e, &spp, &s) == TD_OK);
+    TD_CHECK(td_sampler_create(V, &temp1, &smp) == TD_OK);
+    temp1.seed = 977;
+    TD_CHECK(td_sampler_create(V, &temp1, &plain_smp) == TD_OK);
+    TD_CHECK(td_generator_create(s, tok, smp, &g) == TD_OK);
+    td_mtp_params mtp = {.mode = TD_MTP_ON, .k = 1};
+    if (!TD_CHECKF(td_mtp_spec_create(g, &mtp, &sp) == TD_OK, "%s", td_errmsg())) goto done;
+
+    /* the context in the cache; the next token fixed: the main model's favourite */
+    td_gen_params gp = {.max_tokens = 1, .ignore_eos = true};
+    TD_CHECK(td_generate(g, ctx, T, &gp, NULL, NULL) == TD_OK);
+    TD_CHECK(td_generator_rewind(g, T) == TD_OK);
+    int32_t next = td_argmax(td_session_logits(s), V);
+    /* the exact distribution of the token after it, and the MTP block's draft distribution */
+    TD_CHECK(td_session_forward(s, &next, 1, NULL, NULL) == TD_OK);
+    td_sampler_probs(smp, td_session_logits(s), p);
+    TD_CHECK(td_generator_rewind(g, T) == TD_OK && td_session_mtp_draft(s, next) == TD_OK);
+    td_sampler_probs(smp, td_session_mtp_logits(s), q);
+
+    /* with MTP: each sample is one speculative step from the same state */
+    for (int i = 0; i < N_SAMPLES; i++) {
+        int32_t out[2];
+        int n = 0;
+        TD_CHECK(td_generator_rewind(g, T) == TD_OK && td_generator_set_pending(g, &next, 1) == TD_OK);
+        if (!TD_CHECK(td_mtp_spec_step(g, sp, out, &n, 2) == TD_OK && n >= 1)) break;
+        c_mtp[out[0]]++;
+    }
+    /* without MTP: draws from the exact distribution */
+    for (int i = 0; i < N_SAMPLES; i++) c_plain[td_sampler_draw(plain_smp, p)]++;
+    /* wrong samplers, to show the test has the power to fail: the draft distribution itself, and a
+     * rejection that resamples from p instead of (p - q)+ (its distribution: min(p, q) + (1 - beta) p) */
+    double beta = 0;
+    for (int64_t i = 0; i < V; i++) beta += p[i] < q[i] ? p[i] : q[i];
+    for (int64_t i = 0; i < V; i++) buggy[i] = (float)((p[i] < q[i] ? p[i] : q[i]) + (1 - beta) * p[i]);
+    for (int i = 0; i < N_SAMPLES; i++) {
+        c_q[td_sampler_draw(plain_smp, q)]++;
+        c_bug[td_sampler_draw(plain_smp, buggy)]++;
+    }
+
+    td_mtp_stats ms;
+    td_mtp_spec_stats(sp, &ms);
+    double acc = ms.drafted ? (double)ms.accepted / (double)ms.drafted : 0;
+    int cells = td_make_cells(p, V, N_SAMPLES, cell);
+    double x_two, x_fit, x_q, x_bug;
+    double p_two = td_chi2_two(c_mtp, c_plain, cell, V, cells, &x_two);
+    double p_fit = td_chi2_fit(c_mtp, p, N_SAMPLES, cell, V, cells, &x_fit);
+    double p_q = td_chi2_fit(c_q, p, N_SAMPLES, cell, V, cells, &x_q);
+    double p_bug = td_chi2_fit(c_bug, p, N_SAMPLES, cell, V, cells, &x_bug);
+    printf("%d samples each, %d cells (vocabulary %lld), draft acceptance %.3f (expected sum min(p,q) = %.3f)\n",
+           N_SAMPLES, cells, (long long)V, acc, beta);
+    printf("MTP vs plain:             chi2 %.1f, p = %.4f\n", x_two, p_two);
+    printf("MTP vs exact:             chi2 %.1f, p = %.4f\n", x_fit, p_fit);
+    printf("draft distribution:       chi2 %.1f, p = %.3g (must fail)\n", x_q, p_q);
+    printf("resample from p (a bug):  chi2 %.1f, p = %.3g (must fail)\n", x_bug, p_bug);
+    TD_CHECK(ms.drafted == N_SAMPLES && ms.accepted > 0 && ms.accepted < ms.drafted);
+    TD_CHECK(fabs(acc - beta) < 0.02); /* acceptance itself follows the theory: E = sum min(p, q) */
+    TD_CHECKF(p_two > 0.01, "the MTP samples differ from plain sampling: p = %g", p_two);
+    TD_CHECKF(p_fit > 0.01, "the MTP samples differ from the exact distribution: p = %g", p_fit);
+    TD_CHECKF(p_q < 0.01 && p_bug < 0.01, "the test cannot tell wrong samplers apart: p = %g, %g", p_q, p_bug);
+
+done:
+    td_mtp_spec_free(sp);
+    td_generator_free(g);
+    td_sampler_free(smp);
+    td_sampler_free(plain_smp);
+    td_session_free(s);
+    td_engine_close(e);
+    td_tensor_dir_free(dir);
+    td_model_close(m);
+    td_tokenizer_free(tok);
+    td_free(p);
+    td_free(q);
+    td_free(buggy);
+    td_free(c_mtp);
+    td_free(c_plain);
+    td_free(c_q);
+    td_free(c_bug);
+    td_free(cell);
+    return td_test_finish();
+}
