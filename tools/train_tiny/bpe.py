@@ -64,6 +64,11 @@ def _translate(pattern):
     return "".join(out)
 
 
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def _bytes_to_unicode():
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + \
         list(range(ord("\xae"), ord("\xff") + 1))
@@ -78,7 +83,7 @@ class PyBPE:
     """Byte-level BPE with the Split/ByteLevel pre-tokenizer sequence of DeepSeek-V3's tokenizer.json."""
 
     def __init__(self, path):
-        t = json.load(open(path, encoding="utf-8"))
+        t = _read_json(path)
         m = t["model"]
         if m["type"] != "BPE":
             raise ValueError(f"{path}: model type {m['type']} is not BPE")
@@ -188,7 +193,7 @@ class Tok:
                 self.fast = None
         self.slow = None if self.fast else PyBPE(path)
         self.kind = "tokenizers" if self.fast else "pure-python BPE (slow fallback)"
-        spec = {a["content"]: a["id"] for a in json.load(open(path, encoding="utf-8"))["added_tokens"]}
+        spec = {a["content"]: a["id"] for a in _read_json(path)["added_tokens"]}
         self.specials = spec
 
     def encode_batch(self, texts):
@@ -207,7 +212,7 @@ def check_vectors(tok_path, vectors_path):
     """Compare PyBPE with the tokenizers-made vectors; returns the number of mismatches."""
     bpe = PyBPE(tok_path)
     bad = 0
-    for c in json.load(open(vectors_path, encoding="utf-8")):
+    for c in _read_json(vectors_path):
         ids = bpe.encode(c["text"])
         dec = bpe.decode(c["ids"])
         if ids != c["ids"] or dec != c["decoded"]:

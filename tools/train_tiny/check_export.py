@@ -47,7 +47,8 @@ def main():
     for n in ("config.json", "model.safetensors.index.json", "tokenizer.json", "reference.safetensors"):
         check(n in names, f"{n} present")
     cfg, W = hfio.load_hf_dir(a.dir)
-    shards = sorted(set(json.load(open(os.path.join(a.dir, "model.safetensors.index.json")))["weight_map"].values()))
+    with open(os.path.join(a.dir, "model.safetensors.index.json")) as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
     for s in shards:
         size = os.path.getsize(os.path.join(a.dir, s))
         check(size < a.max_shard_bytes, f"{s}: {size} bytes < {a.max_shard_bytes}")

@@ -78,7 +78,7 @@ def split_corpus(text, heldout_per_mille=25, plain_group=16):
 class Units:
     """Token units (numpy int32 arrays) for training and held-out evaluation."""
 
-    def __init__(self, tok, text, seed, seq_len, heldout_per_mille=25, log=print):
+    def __init__(self, tok, text, seed, seq_len, heldout_per_mille=25, chat_repeat=2):
         glosses, plain = split_corpus(text)
         rng = np.random.RandomState(seed)
         probs = np.array([p for _, p in QUESTIONS])
@@ -89,15 +89,28 @@ class Units:
         answers = [answer_text(d) for _, d in glosses]
         enc = tok.encode_batch(questions + answers + [p[0] for p in plain])
         nq = len(glosses)
-        self.chat_train, self.chat_held, self.held_meta = [], [], []
+        self.chat_held, self.held_meta, turns = [], [], []
         for i, (w, d) in enumerate(glosses):
             q, a = enc[i], enc[nq + i]
-            ids = np.array([BOS, USER] + q + [ASSISTANT] + a + [EOS], dtype=np.int32)
             if held[i]:
-                self.chat_held.append(ids)
+                self.chat_held.append(np.array([BOS, USER] + q + [ASSISTANT] + a + [EOS], dtype=np.int32))
                 self.held_meta.append({"word": w, "definition": d, "prompt_len": len(q) + 3})
             else:
-                self.chat_train.append(ids)
+                turns.append([USER] + q + [ASSISTANT] + a + [EOS])
+        # every turn once alone; each further copy groups turns into conversations of 1-4 turns in
+        # DeepSeek's multi-turn template (one BOS, then User/Assistant/EOS per turn), for `tandem chat`
+        self.chat_train = [np.array([BOS] + t, dtype=np.int32) for t in turns]
+        for c in range(1, chat_repeat):
+            order = rng.permutation(len(turns))
+            sizes = rng.choice([1, 2, 3, 4], size=len(turns), p=[0.4, 0.3, 0.2, 0.1])
+            i = j = 0
+            while i < len(turns):
+                conv = [BOS]
+                for t in order[i:i + sizes[j]]:
+                    conv += turns[t]
+                self.chat_train.append(np.array(conv, dtype=np.int32))
+                i += sizes[j]
+                j += 1
         self.train_words = {w.lower() for (w, _), h in zip(glosses, held) if not h}
         self.plain_train, self.plain_held = [], []
         for j, (t, start, end) in enumerate(plain):
@@ -114,25 +127,26 @@ class Units:
                 else:
                     self.plain_train.append(arr)
         tok_count = lambda xs: int(sum(len(x) for x in xs))
-        self.stats = {"glosses": len(glosses), "chat_train": len(self.chat_train), "chat_held": len(self.chat_held),
+        self.stats = {"glosses": len(glosses), "chat_train_turns": len(turns), "chat_train_units": len(self.chat_train),
+                      "chat_held": len(self.chat_held),
                       "plain_train_units": len(self.plain_train), "plain_held_units": len(self.plain_held),
                       "chat_train_tokens": tok_count(self.chat_train), "chat_held_tokens": tok_count(self.chat_held),
                       "plain_train_tokens": tok_count(self.plain_train),
                       "plain_held_tokens": tok_count(self.plain_held)}
-        if not self.chat_train or not self.chat_held or not self.plain_train:
+        if not turns or not self.chat_held or not self.plain_train:
             raise RuntimeError(f"corpus split left an empty set: {self.stats} (is this make_corpus.py output?)")
 
-    def epoch_rows(self, epoch, seed, seq_len, chat_repeat):
+    def epoch_rows(self, epoch, seed, seq_len):
         """All training units of one epoch, shuffled (seeded by epoch), concatenated and cut into rows of
         seq_len+1 tokens. Returns int32 [n_rows, seq_len+1]."""
-        units = self.chat_train * chat_repeat + self.plain_train
+        units = self.chat_train + self.plain_train
         order = np.random.RandomState(seed * 1000003 + epoch).permutation(len(units))
         stream = np.concatenate([units[i] for i in order])
         n = len(stream) // (seq_len + 1)
         return stream[:n * (seq_len + 1)].reshape(n, seq_len + 1)
 
-    def epoch_tokens(self, chat_repeat):
-        return self.stats["chat_train_tokens"] * chat_repeat + self.stats["plain_train_tokens"]
+    def epoch_tokens(self):
+        return self.stats["chat_train_tokens"] + self.stats["plain_train_tokens"]
 
 
 def pack_rows(units, seq_len, max_rows):

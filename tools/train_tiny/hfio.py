@@ -102,8 +102,10 @@ def save_hf_dir(out_dir, weights, config, tokenizer_path, max_shard_bytes):
 
 def load_hf_dir(d):
     """Reads config.json and every shard named by the index; checks the index against the shards."""
-    cfg = json.load(open(os.path.join(d, "config.json")))
-    idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(d, "model.safetensors.index.json")) as f:
+        idx = json.load(f)
     weights = {}
     for fname in sorted(set(idx["weight_map"].values())):
         part, _ = load_safetensors(os.path.join(d, fname))

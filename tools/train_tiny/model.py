@@ -177,7 +177,8 @@ class MoE(nn.Module):
         self.w_down = nn.Parameter(torch.empty(H, E, I))          # expert e: down = [:, e, :]
         self.shared_experts = MLP(H, I * c["n_shared_experts"])
         self.alpha = seq_aux_alpha
-        self.register_buffer("load", torch.zeros(E), persistent=False)
+        self.register_buffer("load", torch.zeros(E), persistent=False)       # this step, for the bias rule
+        self.register_buffer("load_log", torch.zeros(E), persistent=False)   # since the last log line
         self.aux_loss = None
         self.last_idx = None
 

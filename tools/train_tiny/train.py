@@ -45,6 +45,11 @@ class Log:
             self.f.write(ln + "\n")
         self.f.flush()
 
+    def close(self):
+        if self.f:
+            self.f.close()
+            self.f = None
+
     def __call__(self, *a):
         ln = " ".join(str(x) for x in a)
         print(ln, flush=True)
@@ -65,12 +70,12 @@ def parse_args(argv=None):
                    "independent float64 implementation that computes reference.safetensors)")
     p.add_argument("--out", required=True, help="output directory (created)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=9000, help="optimizer steps (fixed: the run is deterministic)")
-    p.add_argument("--batch", type=int, default=64, help="rows per step")
+    p.add_argument("--steps", type=int, default=4500, help="optimizer steps (fixed: the run is deterministic)")
+    p.add_argument("--batch", type=int, default=128, help="rows per step")
     p.add_argument("--seq", type=int, default=512, help="tokens per row")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--min-lr-frac", type=float, default=0.1)
-    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--wd", type=float, default=0.1)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--mtp-weight", type=float, default=0.3, help="lambda of the MTP loss (DeepSeek-V3: 0.3, then 0.1)")
@@ -79,13 +84,14 @@ def parse_args(argv=None):
                         "distribution instead of the data; raises greedy draft acceptance (0 = pure DeepSeek-V3)")
     p.add_argument("--seq-aux-alpha", type=float, default=1e-4, help="complementary sequence-wise balance loss")
     p.add_argument("--bias-gamma", type=float, default=1e-3, help="bias update speed of aux-loss-free balancing")
-    p.add_argument("--chat-repeat", type=int, default=2, help="copies of every training gloss turn per epoch")
+    p.add_argument("--chat-repeat", type=int, default=2, help="copies of every training gloss turn per epoch: one "
+                   "alone, the others grouped into multi-turn conversations")
     p.add_argument("--heldout-per-mille", type=int, default=25, help="glosses held out, by headword")
     p.add_argument("--time-budget", type=float, default=400.0,
                    help="seconds for the training loop; if the measured speed would overrun it, the step count "
                         "(and LR schedule) is cut at step 60 and the run says so (the only nondeterministic path)")
-    p.add_argument("--log-every", type=int, default=100)
-    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=150)
+    p.add_argument("--eval-every", type=int, default=750)
     p.add_argument("--ref-tokens", type=int, default=48, help="reference prompt length T")
     p.add_argument("--ref-gen", type=int, default=16, help="reference greedy continuation length G")
     p.add_argument("--eval-turns", type=int, default=2000, help="held-out chat turns for the final evaluation")
@@ -93,6 +99,7 @@ def parse_args(argv=None):
     p.add_argument("--sample-tokens", type=int, default=48, help="longest greedy answer in the final evaluation")
     p.add_argument("--max-shard-bytes", type=int, default=11_500_000)
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU too (tests the GPU's dtype paths)")
     p.add_argument("--python-tokenizer", action="store_true", help="use the pure-Python BPE even if tokenizers exists")
     p.add_argument("--override", default=None,
                    help='JSON object of config.json keys replacing model.py BASE, e.g. \'{"num_hidden_layers": 4}\'')
@@ -167,7 +174,17 @@ def update_bias(model, gamma):
     """DeepSeek-V3's auxiliary-loss-free balancing: raise the bias of underloaded experts, lower overloaded."""
     for m in model.moes():
         m.e_score_correction_bias += gamma * torch.sign(m.load.mean() - m.load)
+        m.load_log += m.load
         m.load.zero_()
+
+
+@torch.no_grad()
+def max_violation(model):
+    """MaxVio of the loss-free balancing paper: max_e load_e / mean load - 1, worst MoE layer, since last call."""
+    v = torch.stack([m.load_log.max() / m.load_log.mean().clamp_min(1e-9) - 1 for m in model.moes()])
+    for m in model.moes():
+        m.load_log.zero_()
+    return float(v.max())
 
 
 def run_evals(model, tok, units, a, device, quick=False):
@@ -208,7 +225,7 @@ def main(argv=None):
     log("train_tiny:", " ".join(sys.argv[1:] if argv is None else argv))
     device = torch.device("cuda" if (a.device == "auto" and torch.cuda.is_available()) else
                           ("cpu" if a.device == "auto" else a.device))
-    bf16 = device.type == "cuda"
+    bf16 = device.type == "cuda" or a.cpu_bf16
     log(f"torch {torch.__version__} device {device}"
         + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else "") + f" bf16 autocast {bf16}")
     torch.manual_seed(a.seed)
@@ -230,13 +247,14 @@ def main(argv=None):
         if tok.specials.get(name) != want:
             raise SystemExit(f"{a.tokenizer}: special token {name} has id {tok.specials.get(name)}, expected {want}")
     text = D.read_corpus(a.corpus, a.max_chars)
-    units = D.Units(tok, text, a.seed, a.seq, a.heldout_per_mille)
+    units = D.Units(tok, text, a.seed, a.seq, a.heldout_per_mille, a.chat_repeat)
     times["tokenize_s"] = time.time() - t0
-    ep_tokens = units.epoch_tokens(a.chat_repeat)
+    ep_tokens = units.epoch_tokens()
     log(f"tokenizer: {tok.kind}; corpus {len(text) / 1e6:.1f} M chars -> {json.dumps(units.stats)}")
     log(f"one epoch (chat x{a.chat_repeat}) = {ep_tokens / 1e6:.2f} M tokens; training will see "
         f"{a.steps * a.batch * a.seq / 1e6:.1f} M tokens = {a.steps * a.batch * a.seq / ep_tokens:.1f} epochs")
     log("sample turn:", tok.decode(units.chat_train[0]))
+    log("sample conversation:", tok.decode(max(units.chat_train[-40:], key=len)))
 
     # ------------------------------------------------------------------ model
     base = dict(BASE)
@@ -266,11 +284,12 @@ def main(argv=None):
     # ------------------------------------------------------------------ preflight: every later step, on the untrained model
     t0 = time.time()
     model.train()
-    rows0 = torch.from_numpy(units.epoch_rows(0, a.seed, a.seq, a.chat_repeat)[:a.batch].astype(np.int64)).to(device)
+    rows0 = torch.from_numpy(units.epoch_rows(0, a.seed, a.seq)[:a.batch].astype(np.int64)).to(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loss, lm, mce = compute_loss(model, rows0, a, bf16, device)
         loss.backward()
+    warnings.filterwarnings("once", category=UserWarning)   # a kernel's warning once, not every step
     nondet = sorted({str(w.message).split("\n")[0][:160] for w in caught})
     for s in nondet:
         log("note (PyTorch warning on the first step):", s)
@@ -279,6 +298,7 @@ def main(argv=None):
     model.zero_grad(set_to_none=True)
     for m in model.moes():
         m.load.zero_()
+        m.load_log.zero_()
     if device.type == "cuda":
         log(f"preflight forward/backward ok: loss {float(lm):.3f}, peak GPU memory "
             f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
@@ -330,7 +350,7 @@ def main(argv=None):
         if rows is None or pos + a.batch > rows.shape[0]:
             if rows is not None:
                 epoch += 1
-            rows = torch.from_numpy(units.epoch_rows(epoch, a.seed, a.seq, a.chat_repeat).astype(np.int64)).to(device)
+            rows = torch.from_numpy(units.epoch_rows(epoch, a.seed, a.seq).astype(np.int64)).to(device)
             pos = 0
             if rows.shape[0] < a.batch:
                 raise SystemExit(f"an epoch has only {rows.shape[0]} rows, fewer than --batch {a.batch}")
@@ -373,7 +393,7 @@ def main(argv=None):
             bias = torch.stack([m.e_score_correction_bias for m in model.moes()])
             log(f"step {step:5d}/{total} ep {epoch} lr {lr_at(step - 1, total, a):.2e} loss {l1:.3f} mtp {l2:.3f} "
                 f"| {tok_per_step * n_sum / (now - t_last) / 1e6:.2f} M tok/s | {el:.0f} s | bias |max| "
-                f"{float(bias.abs().max()):.3f}")
+                f"{float(bias.abs().max()):.3f} maxvio {max_violation(model):.2f}")
             hist.append((step, l1, l2))
             sum_lm.zero_(); sum_mce.zero_()
             n_sum, t_last = 0, now
@@ -474,6 +494,7 @@ def main(argv=None):
     if len(names) > MAX_FILES or big:
         log(f"WARNING: {len(names)} files / too big {big}: more than the GPU host can send back")
     log("=" * 78)
+    log.close()
 
 
 if __name__ == "__main__":
