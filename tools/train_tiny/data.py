@@ -80,7 +80,7 @@ class Units:
 
     def __init__(self, tok, text, seed, seq_len, heldout_per_mille=25, chat_repeat=2):
         glosses, plain = split_corpus(text)
-        rng = np.random.RandomState(seed)
+        rng = np.random.RandomState(seed % 2**32)
         probs = np.array([p for _, p in QUESTIONS])
         choice = rng.choice(len(QUESTIONS), size=len(glosses), p=probs / probs.sum())
         held = [held_out_word(w, heldout_per_mille) for w, _ in glosses]
@@ -140,7 +140,7 @@ class Units:
         """All training units of one epoch, shuffled (seeded by epoch), concatenated and cut into rows of
         seq_len+1 tokens. Returns int32 [n_rows, seq_len+1]."""
         units = self.chat_train + self.plain_train
-        order = np.random.RandomState(seed * 1000003 + epoch).permutation(len(units))
+        order = np.random.RandomState((seed * 1000003 + epoch) % 2**32).permutation(len(units))
         stream = np.concatenate([units[i] for i in order])
         n = len(stream) // (seq_len + 1)
         return stream[:n * (seq_len + 1)].reshape(n, seq_len + 1)

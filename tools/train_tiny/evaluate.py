@@ -125,8 +125,8 @@ def gen_acceptance(model, prompts, gens, device):
     ids_np, lens = D.pad_batch([np.array(s) for s in seqs])
     ids = torch.from_numpy(ids_np).to(device)
     logits, mtp, _ = model(ids)
-    main = logits.float().argmax(-1)
-    draft = mtp.float().argmax(-1)
+    main = logits.float().argmax(-1).cpu()
+    draft = mtp.float().argmax(-1).cpu()
     ok = chk = 0
     for b, (p, g) in enumerate(zip(prompts, gens)):
         P, n = len(p), len(g)

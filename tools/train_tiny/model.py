@@ -267,7 +267,9 @@ class Model(nn.Module):
         self._rope = {}
 
     def moes(self):
-        return [m for m in self.modules() if isinstance(m, MoE)]
+        if not hasattr(self, "_moes"):
+            self._moes = [m for m in self.modules() if isinstance(m, MoE)]
+        return self._moes
 
     def init_weights(self, std=0.02):
         n_res = 2 * (self.c["num_hidden_layers"] + 1)
