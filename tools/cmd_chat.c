@@ -62,7 +62,7 @@ static void td_chat_help(void)
            "  /reset                 forget the conversation (the system prompt stays)\n"
            "  /system [text]         show or set the system prompt (/system - removes it)\n"
            "  /set temp|top_p|top_k|min_p|seed|max <v>   change sampling (/set alone shows it)\n"
-           "  /stats                 speed and context use of the last answer\n"
+           "  /stats                 speed, MTP acceptance and context use of the last answer\n"
            "  /save <file>           save the conversation as JSON\n"
            "  /load <file>           load a conversation saved as JSON\n"
            "  /help                  this list\n"
@@ -277,6 +277,27 @@ static void td_chat_set(td_chat *c, const char *arg)
     td_chat_show_settings(c);
 }
 
+/* MTP since the chat started: mode, acceptance, and what auto measured */
+static void td_chat_mtp_stats(const td_chat *c)
+{
+    if (!c->rt.mtp) {
+        printf("mtp        off%s\n", td_session_has_mtp(c->rt.session) ? "" : " (the model has no MTP block)");
+        return;
+    }
+    td_mtp_stats ms;
+    td_mtp_spec_stats(c->rt.mtp, &ms);
+    printf("mtp        %s, %d draft%s per step: %lld of %lld drafts accepted (%.1f%%) in %lld speculative steps\n",
+           td_mtp_mode_name(ms.mode), ms.k, ms.k == 1 ? "" : "s", (long long)ms.accepted, (long long)ms.drafted,
+           ms.drafted ? 100.0 * (double)ms.accepted / (double)ms.drafted : 0.0, (long long)ms.spec_steps);
+    if (ms.mode != TD_MTP_AUTO) return;
+    if (ms.decided)
+        printf("           auto kept %s: MTP %.1f tok/s vs plain %.1f tok/s = %.2fx\n",
+               ms.drafting ? "MTP" : "plain decoding", ms.mtp_tok_s, ms.plain_tok_s, ms.speedup);
+    else
+        printf("           auto is still measuring (MTP %.1f tok/s, plain %.1f tok/s so far)\n", ms.mtp_tok_s,
+               ms.plain_tok_s);
+}
+
 static void td_chat_stats(const td_chat *c)
 {
     printf("model      %s (%s), template %s (%s)\n", c->rt.model->path, c->rt.model->format,
@@ -294,6 +315,7 @@ static void td_chat_stats(const td_chat *c)
                (long long)s->gen_tokens, s->decode_s, s->decode_tok_s, s->tokens_per_step, acc,
                td_gen_stop_name(s->stop));
     }
+    td_chat_mtp_stats(c);
     printf("context    %lld/%lld tokens\n", (long long)td_generator_ctx_used(c->rt.gen),
            (long long)td_session_ctx(c->rt.session));
     td_chat_show_settings(c);

@@ -24,7 +24,7 @@ static void td_generate_help(void)
            "Renders the prompt as one user turn in the model's chat format (--template raw: as plain text\n"
            "after BOS), generates, and streams the answer to stdout. Greedy (--temp 0, the default) is\n"
            "deterministic. With --json, nothing is streamed and stdout is one JSON line: text, tokens,\n"
-           "prompt_tokens, prompt_tok_s, decode_tok_s, mtp_acceptance, tokens_per_step, stop, ...\n\n"
+           "prompt_tokens, prompt_tok_s, decode_tok_s, mtp, mtp_acceptance, tokens_per_step, mtp_speedup, stop, ...\n\n"
            "  --prompt P           the prompt text (--prompt-file F reads it from a file, - for stdin)\n"
            "  --system S           a system prompt\n"
            "  --stop S             stop at this text (repeatable, up to %d)\n"
@@ -137,6 +137,16 @@ static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen
     else
         cJSON_AddNumberToObject(j, "mtp_acceptance", st->mtp_acceptance);
     cJSON_AddNumberToObject(j, "tokens_per_step", st->tokens_per_step);
+    /* MTP: the mode, whether it drafts now (auto: its choice), and the speedup auto measured */
+    td_mtp_stats ms = {.mode = TD_MTP_OFF, .speedup = NAN};
+    if (rt->mtp) td_mtp_spec_stats(rt->mtp, &ms);
+    cJSON_AddStringToObject(j, "mtp", td_mtp_mode_name(ms.mode));
+    cJSON_AddBoolToObject(j, "mtp_drafting", ms.drafting);
+    if (rt->mtp) cJSON_AddNumberToObject(j, "mtp_k", ms.k);
+    if (isnan(ms.speedup))
+        cJSON_AddNullToObject(j, "mtp_speedup");
+    else
+        cJSON_AddNumberToObject(j, "mtp_speedup", ms.speedup);
     cJSON_AddStringToObject(j, "stop", td_gen_stop_name(st->stop));
     cJSON_AddNumberToObject(j, "ctx_used", (double)st->ctx_used);
     cJSON_AddNumberToObject(j, "ctx_size", (double)st->ctx_size);
@@ -186,10 +196,18 @@ int td_cmd_generate(int argc, char **argv)
         rc = 0;
     } else {
         printf("\n");
+        char mtp[160] = "";
+        if (!isnan(st.mtp_acceptance))
+            snprintf(mtp, sizeof mtp, ", MTP %.0f%% accepted, %.2f tokens/step", 100 * st.mtp_acceptance,
+                     st.tokens_per_step);
+        td_mtp_stats ms;
+        if (rt.mtp && (td_mtp_spec_stats(rt.mtp, &ms), ms.decided))
+            snprintf(mtp + strlen(mtp), sizeof mtp - strlen(mtp), ", auto kept %s (MTP %.2fx)",
+                     ms.drafting ? "MTP" : "plain decoding", ms.speedup);
         fprintf(stderr,
-                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s, %lld/%lld context, stop: %s]\n",
+                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s%s, %lld/%lld context, stop: %s]\n",
                 (long long)(st.prompt_tokens + st.reused_tokens), st.prompt_tok_s, (long long)st.gen_tokens,
-                st.decode_tok_s, (long long)st.ctx_used, (long long)st.ctx_size, td_gen_stop_name(st.stop));
+                st.decode_tok_s, mtp, (long long)st.ctx_used, (long long)st.ctx_size, td_gen_stop_name(st.stop));
         rc = 0;
     }
     td_tokens_free(&ids);

@@ -7,6 +7,7 @@
 #include "td_cli.h"
 #include "td_engine.h"
 #include "td_generate.h"
+#include "td_mtp_spec.h"
 #include "td_sampler.h"
 #include "td_tokenizer.h"
 
@@ -23,10 +24,13 @@ typedef struct td_chat_opts {
     td_sampler_params sampling;
     int64_t max_tokens;
     bool quiet;
+    bool mtp_set;    /* --mtp given (otherwise off) */
+    td_mtp_mode mtp; /* MTP speculative decoding */
+    int mtp_k;       /* drafts per step (0: 1) */
 } td_chat_opts;
 
 /* Parses the options both commands take (--model, --tokenizer, --template, --kernels, --threads, --ctx,
- * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens). Returns 1 when the option was one of
+ * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens, --mtp, --mtp-k). Returns 1 when the option was one of
  * them, 0 when it is not, -1 after printing an error. */
 int td_chat_opts_parse(td_args *a, td_chat_opts *o);
 /* The help lines for those options. */
@@ -39,6 +43,7 @@ typedef struct td_chat_rt {
     td_tokenizer *tok;
     td_sampler *sampler;
     td_generator *gen;
+    td_mtp_spec *mtp; /* NULL: plain decoding */
     td_template tmpl;
     const char *tmpl_why;
     char model_name[256];
