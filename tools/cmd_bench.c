@@ -8,6 +8,7 @@
 static const td_bench td_benches[] = {
     /* {"membw", td_bench_membw, "..."}, one line per benchmark */
     {"tokenize", td_bench_tokenize, "tokenizer encoding speed on one core (MB/s of text)"},
+    {"mtp", td_bench_mtp, "decode tok/s with MTP speculative decoding vs plain, acceptance, experts per verify"},
     {NULL, NULL, NULL},
 };
 
