@@ -8,13 +8,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/* Until a bundled model ships under models/, the default is the tiny GGUF fixture (it embeds a
- * tokenizer). Keep this the one place that decides. */
+/* The one place that decides which model runs when --model is not given. */
+#define TD_BUNDLED_MODEL "models/tandem-tiny-q8_0.gguf"
+
+/* The bundled model: $TANDEM_MODEL, else models/ in the source tree this binary was built from, else
+ * models/ beside the program's own directory (an installed or copied build). */
 const char *td_default_model_path(const char **looked)
 {
     static char path[4096];
-    snprintf(path, sizeof path, "%s/fixtures/gguf/tiny-dsv3-q4_k_m-mla-mtp.gguf", td_cli_shared_dir());
+    const char *env = getenv("TANDEM_MODEL");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+        if (looked) *looked = path;
+        return td_path_exists(path) ? path : NULL;
+    }
+#ifdef TANDEM_SOURCE_DIR
+    snprintf(path, sizeof path, "%s/%s", TANDEM_SOURCE_DIR, TD_BUNDLED_MODEL);
+    if (td_path_exists(path)) return path;
+#endif
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        static const char *const ups[] = {"../", "../../"};
+        for (int up = 0; up < 2; up++) {
+            if (strlen(exe) + strlen(ups[up]) + strlen(TD_BUNDLED_MODEL) + 2 > sizeof path) break;
+            snprintf(path, sizeof path, "%s/%s%s", exe, ups[up], TD_BUNDLED_MODEL);
+            if (td_path_exists(path)) return path;
+        }
+    }
+    snprintf(path, sizeof path, "%s", TD_BUNDLED_MODEL);
     if (looked) *looked = path;
     return td_path_exists(path) ? path : NULL;
 }
@@ -141,8 +168,8 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     const char *path = o->model, *looked;
     if (!path && !(path = td_default_model_path(&looked)))
         return td_fail(TD_E_NOT_FOUND,
-                       "no model given and the default one is missing (looked for %s); pass "
-                       "--model <dir|.gguf>, or set TANDEM_SHARED to the shared fixtures folder",
+                       "no model given and the bundled one is missing (looked for %s); pass "
+                       "--model <dir|.gguf>, or set TANDEM_MODEL to a model file",
                        looked);
     td_model_params mp = {.quiet = o->quiet};
     TD_TRY(td_model_open(path, &mp, &rt->model));

@@ -2,12 +2,13 @@
 # tandem chat in a real terminal, driven through tmux: the banner, a streamed answer (checked against
 # tandem generate), the status line, /stats, Ctrl-C stopping a long answer while the session goes on,
 # Ctrl-C at the prompt, history across sessions (arrow up), and Ctrl-D leaving.
-# TANDEM_CHAT_TEST_MODEL runs it on another model (one with a tokenizer).
+# It runs on the random-weight GGUF fixture, whose answers never end by themselves, so that Ctrl-C has a
+# long answer to stop (the bundled model answers in one short sentence); TANDEM_CHAT_TEST_MODEL picks
+# another model (one with a tokenizer).
 set -u
 command -v tmux > /dev/null || { echo "SKIP: tmux is not installed"; exit 77; }
 fail=0
-model=()
-[ -n "${TANDEM_CHAT_TEST_MODEL:-}" ] && model=(--model "$TANDEM_CHAT_TEST_MODEL")
+model=(--model "${TANDEM_CHAT_TEST_MODEL:-$TANDEM_SHARED/fixtures/gguf/tiny-dsv3-q4_k_m-mla-mtp.gguf}")
 tmp=$(mktemp -d)
 sock="tandem-chat-test-$$"
 cleanup() { tmux -L "$sock" kill-server 2> /dev/null; rm -rf "$tmp"; }
