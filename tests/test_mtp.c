@@ -21,6 +21,7 @@
 
 /* tokens generated per run: 200, or 32 under the sanitizers (the same code paths in a fraction of the time) */
 static int64_t g_tokens = 200;
+static int64_t g_ctx = 512; /* the sessions' context */
 
 /* A vocabulary of n plain added tokens "<tN>", for models without a tokenizer (the safetensors fixtures):
  * the generator only needs one to stream text. */
@@ -157,7 +158,7 @@ static bool td_run(td_fx *f, td_mtp_mode mode, int k, int wrong_every, td_tokens
     td_sampler *smp = NULL;
     td_generator *g = NULL;
     td_mtp_spec *sp = NULL;
-    td_session_params spp = {.n_ctx = 512};
+    td_session_params spp = {.n_ctx = g_ctx};
     bool ok = TD_CHECK(td_session_create(f->engine, &spp, &s) == TD_OK) &&
               TD_CHECK(td_sampler_create(f->model->hp.vocab_size, NULL, &smp) == TD_OK) &&
               TD_CHECK(td_generator_create(s, f->tok, smp, &g) == TD_OK);
@@ -215,6 +216,35 @@ static void td_test_greedy_identity(td_fx *f, const td_variant *runs, int n_runs
         td_tokens_free(&spec);
     }
     td_tokens_free(&plain);
+}
+
+/* A context that fills up mid-step: drafts shrink to the room left, and generation ends where plain
+ * decoding ends, with the same tokens. */
+static void td_test_context_full(td_fx *f)
+{
+    int64_t saved_tokens = g_tokens, saved_ctx = g_ctx;
+    g_tokens = 0; /* until the context is full */
+    for (int64_t room = 1; room <= 7; room += 3) {
+        g_ctx = f->n_prompt + room;
+        td_tokens plain = {0};
+        td_gen_stats st;
+        td_mtp_stats ms;
+        if (!td_run(f, TD_MTP_OFF, 1, -1, &plain, &st, &ms)) break;
+        TD_CHECK(st.stop == TD_GEN_STOP_CONTEXT && plain.n == room + 1);
+        const td_variant runs[] = {{TD_MTP_ON, 2, -1}, {TD_MTP_ON, 3, 4}, {TD_MTP_ON, 8, 0}};
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+            td_tokens spec = {0};
+            if (td_run(f, runs[r].mode, runs[r].k, runs[r].wrong_every, &spec, &st, &ms))
+                TD_CHECKF(st.stop == TD_GEN_STOP_CONTEXT && spec.n == plain.n &&
+                              memcmp(spec.ids, plain.ids, (size_t)plain.n * sizeof(int32_t)) == 0,
+                          "%s: room %lld, k=%d: %lld tokens (plain %lld), stop %s", f->name, (long long)room,
+                          runs[r].k, (long long)spec.n, (long long)plain.n, td_gen_stop_name(st.stop));
+            td_tokens_free(&spec);
+        }
+        td_tokens_free(&plain);
+    }
+    g_tokens = saved_tokens;
+    g_ctx = saved_ctx;
 }
 
 /* ------------------------------------------------------------------ bookkeeping vs the reference */
@@ -405,8 +435,10 @@ static void td_test_model(const char *model_path, const char *ref_path, td_kerne
             td_fx_close(&f);
             return;
         }
-        if (full)
+        if (full) {
             td_test_greedy_identity(&f, all, (int)(sizeof all / sizeof all[0]));
+            td_test_context_full(&f);
+        }
         else if (identity)
             td_test_greedy_identity(&f, basic, chain ? 2 : 1);
         if (check) {
