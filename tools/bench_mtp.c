@@ -237,7 +237,8 @@ static td_status td_bench_run(td_mtp_bench *b, const td_tokens *prompt, int64_t 
     return TD_OK;
 }
 
-/* Median seconds of a single-token decode, a verify pass of k+1 tokens and an MTP draft, after prompt. */
+/* Median seconds of a single-token decode, a verify pass of k+1 tokens and the k MTP drafts (one from the
+ * main model's hidden, k-1 chained), after prompt. */
 static td_status td_bench_costs(td_mtp_bench *b, const td_tokens *prompt, double *decode, double *verify,
                                 double *draft)
 {
@@ -257,6 +258,7 @@ static td_status td_bench_costs(td_mtp_bench *b, const td_tokens *prompt, double
         double t2 = td_now();
         TD_TRY(td_session_rewind(b->s, pos));
         TD_TRY(td_session_mtp_draft(b->s, toks[0])); /* row pos-1: one MTP row, as in steady decoding */
+        for (int i = 1; i < b->k; i++) TD_TRY(td_session_mtp_chain(b->s, toks[i]));
         double t3 = td_now();
         t[0][r] = t1 - t0, t[1][r] = t2 - t1, t[2][r] = t3 - t2;
     }
@@ -301,8 +303,13 @@ static void td_bench_report(td_mtp_bench *b, const td_mode_result *plain, const 
                (long long)ms->drafted, tps);
         printf("speedup      %.2fx (target >= 1.3x)%s\n", mtp_tps / plain_tps,
                b->temp > 0 ? "" : identical ? ", greedy streams identical" : ", GREEDY STREAMS DIFFER");
-        printf("costs        decode 1 token %.3f ms, verify %d tokens %.3f ms (%.2fx), MTP draft %.3f ms (%.2fx)\n",
-               1e3 * costs[0], verify, 1e3 * costs[1], costs[1] / costs[0], 1e3 * costs[2], costs[2] / costs[0]);
+        double plain_step = plain->seconds / (double)plain->steps, mtp_step = mtp->seconds / (double)mtp->steps;
+        printf("steps        plain %.3f ms, MTP %.3f ms (%.2fx a plain step): %.2f tokens/step / %.2f = %.2fx\n",
+               1e3 * plain_step, 1e3 * mtp_step, mtp_step / plain_step, tps, mtp_step / plain_step,
+               tps * plain_step / mtp_step);
+        printf("costs        decode 1 token %.3f ms, verify %d tokens %.3f ms (%.2fx), %d MTP draft%s %.3f ms (%.2fx)\n",
+               1e3 * costs[0], verify, 1e3 * costs[1], costs[1] / costs[0], b->k, b->k > 1 ? "s" : "",
+               1e3 * costs[2], costs[2] / costs[0]);
         printf("             break-even at %.2f tokens/step; at %.2f tokens/step the costs predict %.2fx\n",
                (costs[1] + costs[2]) / costs[0], tps, predicted);
         printf("experts      distinct routed experts per MoE layer (top-%d): single token vs verify batch of %d\n",
@@ -336,6 +343,8 @@ static void td_bench_report(td_mtp_bench *b, const td_mode_result *plain, const 
     cJSON_AddNumberToObject(j, "decode_ms", 1e3 * costs[0]);
     cJSON_AddNumberToObject(j, "verify_ms", 1e3 * costs[1]);
     cJSON_AddNumberToObject(j, "draft_ms", 1e3 * costs[2]);
+    cJSON_AddNumberToObject(j, "plain_step_ms", 1e3 * plain->seconds / (double)plain->steps);
+    cJSON_AddNumberToObject(j, "mtp_step_ms", 1e3 * mtp->seconds / (double)mtp->steps);
     cJSON_AddNumberToObject(j, "predicted_speedup", predicted);
     cJSON_AddNumberToObject(j, "experts_per_token", hp->n_experts_per_tok);
     cJSON *layers = cJSON_AddArrayToObject(j, "experts");
