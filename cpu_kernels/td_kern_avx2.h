@@ -4,6 +4,10 @@
 
 #include <immintrin.h>
 
+/* Loops over tokens, chunks and accumulators must be unrolled so the arrays live in registers (-O2
+ * alone keeps them on the stack). */
+#define TD_UNROLL _Pragma("GCC unroll 16")
+
 static inline float td_hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

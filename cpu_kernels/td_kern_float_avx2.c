@@ -124,20 +124,27 @@ static inline float td_ld1_bf16(const uint8_t *row, int64_t c)
     {                                                                                                                \
         __m256 acc[8][2];                                                                                            \
         const uint8_t *rows[8];                                                                                      \
+        TD_UNROLL \
         for (int i = 0; i < R; i++) {                                                                                \
             rows[i] = w->data + (size_t)(r + i) * w->row_bytes;                                                      \
+            TD_UNROLL \
             for (int j = 0; j < T; j++) acc[i][j] = _mm256_setzero_ps();                                             \
         }                                                                                                            \
         int64_t c = 0;                                                                                               \
         for (; c + 8 <= w->cols; c += 8) {                                                                           \
             __m256 xv[2];                                                                                            \
+            TD_UNROLL \
             for (int j = 0; j < T; j++) xv[j] = _mm256_loadu_ps((const float *)x[t0 + j] + c);                     \
+            TD_UNROLL \
             for (int i = 0; i < R; i++) {                                                                            \
                 __m256 wv = LD8(rows[i], c);                                                                         \
+                TD_UNROLL \
                 for (int j = 0; j < T; j++) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);                      \
             }                                                                                                        \
         }                                                                                                            \
+        TD_UNROLL \
         for (int i = 0; i < R; i++)                                                                                  \
+            TD_UNROLL \
             for (int j = 0; j < T; j++) {                                                                            \
                 const float *xt = (const float *)x[t0 + j];                                                          \
                 float s = td_hsum8(acc[i][j]);                                                                       \

@@ -6,7 +6,9 @@
 #include <string.h>
 
 static const td_bench td_benches[] = {
-    /* {"membw", td_bench_membw, "..."}, one line per benchmark */
+    /* one line per benchmark */
+    {"membw", td_bench_membw, "read bandwidth of all cores: the roofline of decoding"},
+    {"experts", td_bench_experts, "routed-expert FFN at DeepSeek-V3 shapes: GB/s vs membw, TFLOP/s"},
     {NULL, NULL, NULL},
 };
 
