@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum td_type {
     TD_TYPE_F32 = 0,
     TD_TYPE_F16 = 1,
@@ -52,5 +56,9 @@ bool td_type_row_ok(td_type t, int64_t n);
 size_t td_type_row_bytes(td_type t, int64_t n);
 /* Bytes of `count` elements; false if count is not a whole number of blocks or the size overflows. */
 bool td_type_nbytes(td_type t, int64_t count, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

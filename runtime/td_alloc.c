@@ -1,5 +1,6 @@
 #include "td_alloc.h"
 
+#include <cjson/cJSON.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,3 +67,10 @@ char *td_strndup(const char *s, size_t n)
 }
 
 char *td_strdup(const char *s) { return td_strndup(s, strlen(s)); }
+
+/* cJSON allocates through the same hook, so fault injection reaches the JSON parsers too. */
+__attribute__((constructor)) static void td_alloc_hook_cjson(void)
+{
+    cJSON_Hooks hooks = {.malloc_fn = td_malloc, .free_fn = td_free};
+    cJSON_InitHooks(&hooks);
+}

@@ -5,6 +5,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 void *td_malloc(size_t size);
 void *td_calloc(size_t count, size_t size);
 void *td_realloc(void *ptr, size_t size);
@@ -18,5 +22,9 @@ char *td_strndup(const char *s, size_t n);
 void td_alloc_fail_after(long n);
 /* How many allocations were refused by the hook since it was last armed. */
 long td_alloc_failures(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

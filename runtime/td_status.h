@@ -6,6 +6,10 @@
 
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum td_status {
     TD_OK = 0,
     TD_E_IO = 1,          /* a file could not be opened, read or mapped */
@@ -47,5 +51,9 @@ void td_assert_fail(const char *file, int line, const char *expr);
         td_status td_try_st_ = (expr);                                                                 \
         if (td_try_st_ != TD_OK) return td_try_st_;                                                    \
     } while (0)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,5 +1,6 @@
 #include "td_test.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,16 @@ bool td_test_check(bool ok, const char *file, int line, const char *expr, const 
         fprintf(stderr, "FAIL %s:%d: %s%s%s\n", file, line, expr, msg ? " -- " : "", msg ? msg : "");
     }
     return ok;
+}
+
+bool td_test_checkf(bool ok, const char *file, int line, const char *expr, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return td_test_check(ok, file, line, expr, msg);
 }
 
 int td_test_finish(void)

@@ -11,14 +11,11 @@ extern int td_test_failures;
 extern int td_test_checks;
 
 #define TD_CHECK(cond) td_test_check((cond), __FILE__, __LINE__, #cond, NULL)
-#define TD_CHECKF(cond, ...)                                                                           \
-    do {                                                                                               \
-        char td_msg_[512];                                                                             \
-        snprintf(td_msg_, sizeof td_msg_, __VA_ARGS__);                                                \
-        td_test_check((cond), __FILE__, __LINE__, #cond, td_msg_);                                     \
-    } while (0)
+#define TD_CHECKF(cond, ...) td_test_checkf((cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
 
 bool td_test_check(bool ok, const char *file, int line, const char *expr, const char *msg);
+bool td_test_checkf(bool ok, const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 int td_test_finish(void);
 int td_test_skip(const char *why);
 
