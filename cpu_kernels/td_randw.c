@@ -54,6 +54,9 @@ void td_randw_fill(td_type t, void *data, size_t nbytes, uint64_t seed, uint64_t
             float v = td_randw_unit(td_randw_next(&s));
             uint16_t h = t == TD_TYPE_F16 ? td_f32_to_f16(v) : td_f32_to_bf16(v);
             memcpy(blk, &h, 2);
+        } else if (t == TD_TYPE_F8_E4M3) {
+            uint8_t v = (uint8_t)td_randw_next(&s);
+            blk[0] = (v & 0x7f) == 0x7f ? (uint8_t)(v - 1) : v; /* 0x7f and 0xff are NaN */
         } else {
             for (size_t k = 0; k < bb; k += 8) {
                 uint64_t r = td_randw_next(&s);
