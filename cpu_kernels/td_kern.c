@@ -78,9 +78,10 @@ void td_act_prepare(td_act a, td_isa isa, const float *x, int64_t cols, void *ds
 
 size_t td_kern_scratch_bytes(int64_t max_cols)
 {
-    /* the generic kernel's dequantized row, or 32 bf16 rows of an AMX weight panel, plus slack */
+    /* the generic kernel's dequantized row, or the AMX kernel's weight panel (32 rows), two padded A tiles
+     * (32 rows), 16 bf16 rows, C tiles and a float row: 164 bytes per column plus 4 KiB */
     size_t generic = (size_t)max_cols * sizeof(float);
-    size_t amx = (size_t)td_round_up(max_cols, 64) * 32 * 2;
+    size_t amx = (size_t)td_round_up(max_cols, 32) * 164 + 4096;
     return (generic > amx ? generic : amx) + 4096;
 }
 
