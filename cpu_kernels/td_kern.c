@@ -78,10 +78,10 @@ void td_act_prepare(td_act a, td_isa isa, const float *x, int64_t cols, void *ds
 
 size_t td_kern_scratch_bytes(int64_t max_cols)
 {
-    /* the generic kernel's dequantized row, or the AMX kernel's weight panel (32 rows), two padded A tiles
-     * (32 rows), 16 bf16 rows, C tiles and a float row: 164 bytes per column plus 4 KiB */
+    /* the generic kernel's dequantized row, or the AMX kernel's B tiles of 64 tokens, its weight panel of
+     * 32 bf16 rows, a C tile and a float row: 196 bytes per column plus 1 KiB */
     size_t generic = (size_t)max_cols * sizeof(float);
-    size_t amx = (size_t)td_round_up(max_cols, 32) * 164 + 4096;
+    size_t amx = (size_t)td_round_up(max_cols, 32) * 196 + 4096;
     return (generic > amx ? generic : amx) + 4096;
 }
 

@@ -55,9 +55,7 @@ td_status td_moe_scratch_alloc(td_cpu *cpu)
     m->active = td_calloc(E, sizeof *m->active);
     m->slot_tok = td_calloc(S, sizeof *m->slot_tok);
     m->slot_w = td_calloc(S, sizeof *m->slot_w);
-    /* bf16 inputs for the AMX tiles are prepared per slot, so each expert's tokens are evenly spaced rows */
-    size_t xq_rows = cpu->isa >= TD_ISA_AMX && S > T ? S : T;
-    m->xq = td_malloc_aligned(xq_rows * m->xq_row, 64);
+    m->xq = td_malloc_aligned(T * m->xq_row, 64);
     m->h = td_malloc_aligned(S * F * sizeof(float), 64);
     m->hq = td_malloc_aligned(S * m->hq_row, 64);
     m->xptr = td_calloc(S, sizeof *m->xptr);
@@ -120,7 +118,6 @@ typedef struct td_moe_job {
     int64_t H, F;
     int n_nodes;
     bool partial;
-    bool per_slot; /* inputs prepared per slot (bf16 for AMX) rather than per token */
 } td_moe_job;
 
 static void td_moe_prepare_x(const td_pool_task *t, const td_moe_job *j)
@@ -128,11 +125,6 @@ static void td_moe_prepare_x(const td_pool_task *t, const td_moe_job *j)
     td_cpu *cpu = j->cpu;
     td_moe_scratch *m = &cpu->moe;
     if (j->kg->act == TD_ACT_F32) return;
-    if (j->per_slot) {
-        for (int64_t s = t->ith; s < j->b->n_tok * j->b->k; s += t->nth)
-            td_act_prepare(j->kg->act, cpu->isa, j->b->x + m->slot_tok[s] * j->H, j->H, m->xq + (size_t)s * m->xq_row);
-        return;
-    }
     for (int64_t i = t->ith; i < j->b->n_tok; i += t->nth)
         td_act_prepare(j->kg->act, cpu->isa, j->b->x + i * j->H, j->H, m->xq + (size_t)i * m->xq_row);
 }
@@ -276,7 +268,6 @@ void td_moe_run(td_cpu *cpu, const td_ffn_weights *ex, int n_experts, const td_m
     j.ku = td_cpu_pick(cpu, &e0->up, per_expert);
     j.kd = td_cpu_pick(cpu, &e0->down, per_expert);
     if (j.kg->act != j.ku->act) j.kg = j.ku = td_kernel_generic(cpu->isa);
-    j.per_slot = j.kg->act == TD_ACT_BF16;
     for (int a = 1; a < na; a++) {
         const td_ffn_weights *f = &ex[m->active[a]];
         TD_ASSERT(f->gate.type == e0->gate.type && f->up.type == e0->up.type && f->down.type == e0->down.type);
@@ -285,9 +276,7 @@ void td_moe_run(td_cpu *cpu, const td_ffn_weights *ex, int n_experts, const td_m
     int64_t S = b->n_tok * b->k;
     for (int64_t s = 0; s < S; s++) {
         int64_t tok = m->slot_tok[s];
-        m->xptr[s] = j.kg->act == TD_ACT_F32 ? (const void *)(b->x + tok * j.H)
-                     : j.per_slot             ? m->xq + (size_t)s * m->xq_row
-                                              : m->xq + (size_t)tok * m->xq_row;
+        m->xptr[s] = j.kg->act == TD_ACT_F32 ? (const void *)(b->x + tok * j.H) : m->xq + (size_t)tok * m->xq_row;
         m->hptr[s] = j.kd->act == TD_ACT_F32 ? (const void *)(m->h + (size_t)s * (size_t)j.F)
                                               : m->hq + (size_t)s * m->hq_row;
     }

@@ -123,8 +123,9 @@ td_status td_pool_create(const td_pool_params *params, td_pool **out)
     p->tasks = td_calloc((size_t)p->n, sizeof *p->tasks);
     p->threads = td_calloc((size_t)p->n, sizeof *p->threads);
     if (!p->tasks || !p->threads) {
+        int n = p->n;
         td_pool_free(p);
-        return td_fail(TD_E_NOMEM, "out of memory creating %d threads", p->n);
+        return td_fail(TD_E_NOMEM, "out of memory creating %d threads", n);
     }
     for (int i = 0; i < p->n; i++) {
         const td_thread_slot *s = &p->plan.slots[i];
@@ -133,8 +134,9 @@ td_status td_pool_create(const td_pool_params *params, td_pool **out)
     }
     for (int i = 1; i < p->n; i++) {
         if (pthread_create(&p->threads[i], NULL, td_pool_worker, &p->tasks[i]) != 0) {
+            int n = p->n;
             td_pool_free(p);
-            return td_fail(TD_E_NOMEM, "could not start worker thread %d of %d (lower --threads)", i, p->n);
+            return td_fail(TD_E_NOMEM, "could not start worker thread %d of %d (lower --threads)", i, n);
         }
         p->started = i;
     }

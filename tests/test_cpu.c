@@ -46,7 +46,8 @@ static double tc_rms_rel(const float *got, const float *want, int64_t n)
 /* Every output of a fast linear product against the reference, within a bound derived here: the
  * activation rounding (half a step of each 256-block's max|x| / 127, times sum |w|, when the kernel
  * quantizes) plus float summation error of both sides. Returns the number of outputs outside it. */
-static int tc_linear_bound(const td_matrix *w, const float *x, int64_t n, const float *y, const float *yr, bool q8k)
+static int tc_linear_bound(const td_matrix *w, const float *x, int64_t n, const float *y, const float *yr, bool q8k,
+                           bool bf16)
 {
     int64_t rows = w->rows, cols = w->cols;
     float *row = td_malloc((size_t)cols * sizeof(float));
@@ -65,7 +66,9 @@ static int tc_linear_bound(const td_matrix *w, const float *x, int64_t n, const 
                 }
                 act += sw * amax / 254.0;
             }
-            double bound = (q8k ? act * 1.001 : 0) + 2.0 * (double)(cols + 64) * 1.2e-7 * mag + 1e-30;
+            /* bf16 tiles (AMX) round both x and w to 8 significant bits: 2^-9 relative each */
+            double bound = (q8k ? act * 1.001 : 0) + (bf16 ? mag * (2.0 / 512 + 1e-4) : 0) +
+                           2.0 * (double)(cols + 64) * 1.2e-7 * mag + 1e-30;
             double err = fabs((double)y[t * rows + r] - yr[t * rows + r]);
             if (!(err <= bound) && bad++ < 3)
                 fprintf(stderr, "row %lld token %lld: %.8g vs ref %.8g (err %.3g > bound %.3g)\n", (long long)r,
@@ -136,8 +139,9 @@ static void tc_dense(const tc_setup *s, td_type t)
         TD_CHECKF(td_alloc_failures() == 0, "%s %s: td_cpu_linear allocated", s->name, td_type_name(t));
         td_cpu_linear(ref, &w, x, n, yr);
         const char *kname = td_cpu_kernel_name(fast, t, cols, n);
-        bool q8k = td_type_info(t)->is_quant && strncmp(kname, "generic", 7) != 0;
-        int bad = tc_linear_bound(&w, x, n, y, yr, q8k);
+        bool bf16 = strstr(kname, "/amx") != NULL;
+        bool q8k = !bf16 && td_type_info(t)->is_quant && strncmp(kname, "generic", 7) != 0;
+        int bad = tc_linear_bound(&w, x, n, y, yr, q8k, bf16);
         TD_CHECKF(bad == 0, "%s linear %s n=%lld (%s): %d outputs off", s->name, td_type_name(t), (long long)n, kname, bad);
         td_free(x);
         td_free(y);
@@ -264,16 +268,25 @@ static void tc_moe_check(const tc_setup *s, td_type t)
                   s->name, td_type_name(t), (long long)n);
         b.out = out_ref;
         td_cpu_moe(ref, m.ex, E, &b);
+        int active = 0; /* the MoE picks its kernel by the tokens per expert that has any */
+        for (int ex = 0; ex < E; ex++) {
+            bool used = false;
+            for (int64_t q = 0; q < n * k; q++) used |= ids[q] == ex;
+            active += used;
+        }
+        int64_t per_expert = (n * k + active - 1) / active;
+        bool amx = strstr(td_cpu_kernel_name(fast, t, H, per_expert), "/amx") != NULL;
         double e = tc_rms_rel(out, out_ref, n * H);
-        TD_CHECKF(e <= tc_moe_tol(t), "%s moe %s n=%lld: rel err %.3g (nodes %d)", s->name, td_type_name(t),
+        TD_CHECKF(e <= (amx ? 0.15 : tc_moe_tol(t)), "%s moe %s n=%lld: rel err %.3g (nodes %d)", s->name, td_type_name(t),
                   (long long)n, e, td_cpu_nodes(fast));
         /* the grouped, fused, split MoE must compute exactly what its pieces do: compose it from the same
-         * fast context's linear products, expert by expert */
+         * fast context's linear products, expert by expert (exact unless the MoE batch is large enough for
+         * the bf16 tiles while a single expert's few tokens are not: then only the rounding differs) */
         memcpy(out2, out0, (size_t)(n * H) * sizeof(float));
         tc_moe_composed(fast, &m, &b, out2);
-        e = tc_max_rel(out, out2, n * H);
-        TD_CHECKF(e <= 1e-5, "%s moe %s n=%lld: differs from its composition by %.3g", s->name, td_type_name(t),
-                  (long long)n, e);
+        e = amx ? tc_rms_rel(out, out2, n * H) : tc_max_rel(out, out2, n * H);
+        TD_CHECKF(e <= (amx ? 0.05 : 1e-5), "%s moe %s n=%lld: differs from its composition by %.3g", s->name,
+                  td_type_name(t), (long long)n, e);
         td_free(ids);
         td_free(w);
         td_free(x);

@@ -4,6 +4,7 @@
 #include "td_bench.h"
 #include "td_cli.h"
 #include "td_cpu.h"
+#include "td_onednn.h"
 #include "td_pool.h"
 #include "td_randw.h"
 #include "td_roofline.h"
@@ -27,12 +28,14 @@ typedef struct td_bx_opts {
     td_kernels kernels;
     uint64_t seed;
     bool json;
+    bool onednn;
+    uint64_t membw_size;
 } td_bx_opts;
 
 static void td_bx_help(void)
 {
     printf("usage: tandem bench experts [--type T] [--tokens N] [--threads N] [--kernels K] [--experts N]\n"
-           "                            [--time S] [--iters N] [--seed N] [--json]\n\n"
+           "                            [--onednn] [--time S] [--iters N] [--seed N] [--json]\n\n"
            "Runs the routed experts of one MoE layer (hidden 7168, expert width 2048, 256 experts, top-8 drawn at\n"
            "random for every token of every iteration: gate and up, SiLU, down, weighted sum) on random weights\n"
            "of type T. Prints the effective weight bandwidth (bytes of the experts used / time), its ratio to the\n"
@@ -45,6 +48,9 @@ static void td_bx_help(void)
            "  --experts N   distinct expert weights in memory, 8..256 (default: enough for max(8 x last-level\n"
            "                cache, 1 GiB)); the 256 routed experts map onto them round-robin, so nothing is\n"
            "                served from cache\n"
+           "  --onednn      also time oneDNN's matmul (bf16 and int8) on one expert's shape, M = tokens per expert,\n"
+           "                cycling over weights that come from memory: the library anchor\n"
+           "  --membw-size B  buffer of the bandwidth probe (default: max(8 x last-level cache, 1 GiB))\n"
            "  --time S      seconds of timed iterations (default 3)\n"
            "  --iters N     at most N timed iterations (default 1000)\n");
 }
@@ -62,6 +68,11 @@ static int td_bx_parse(int argc, char **argv, td_bx_opts *o)
             return 0;
         } else if (td_args_is(&a, "--json")) {
             o->json = true;
+        } else if (td_args_is(&a, "--onednn")) {
+            o->onednn = true;
+        } else if (td_args_is(&a, "--membw-size")) {
+            if (!(v = td_args_value(&a)) || !td_parse_bytes(&a, v, &o->membw_size)) return 2;
+            if (o->membw_size < (1u << 20)) return td_cli_usage_error("bench experts", "--membw-size: at least 1 MiB");
         } else if (td_args_is(&a, "--type")) {
             if (!(v = td_args_value(&a))) return 2;
             bool ok = td_type_from_name(v, &o->type);
@@ -245,7 +256,7 @@ int td_bench_experts(int argc, char **argv)
                 "some weights may come from cache\n", cmd, n_phys, (double)need / (1 << 20), (double)llc / (1 << 20));
 
     td_membw_result mb;
-    if ((st = td_membw_measure(cpu, 0, 10, &mb)) != TD_OK) {
+    if ((st = td_membw_measure(cpu, o.membw_size, 10, &mb)) != TD_OK) {
         td_cpu_free(cpu);
         return td_cli_fail(cmd, st);
     }
@@ -288,7 +299,7 @@ int td_bench_experts(int argc, char **argv)
     td_isa peak_isa = strstr(kname, "amx") ? TD_ISA_AMX : td_cpu_has_isa(TD_ISA_AVX512) ? TD_ISA_AVX512 : TD_ISA_AVX2;
     double peak = td_peak_flops(cpu, peak_isa) * 1e-12;
     double flop_per_byte = total_flops / total_bytes;
-    double roof = mb.gbps_best * 1e9 * flop_per_byte * 1e-12;
+    double roof = mb.gbps_median * 1e9 * flop_per_byte * 1e-12;
     if (peak > 0 && peak < roof) roof = peak;
     if (!o.json) {
         char desc[160];
@@ -298,12 +309,31 @@ int td_bench_experts(int argc, char **argv)
                td_type_name(o.type), kname);
         printf("memory      %d distinct experts x %.1f MiB = %.2f GiB (%.0fx LLC)\n", n_phys,
                (double)expert_bytes / (1 << 20), (double)need / (1 << 30), llc ? (double)need / (double)llc : 0.0);
-        printf("membw       %.2f GB/s (best of %d passes, %s loads)\n", mb.gbps_best, mb.passes, mb.isa);
+        printf("membw       %.2f GB/s (median of %d passes, best %.2f, %s loads)\n", mb.gbps_median, mb.passes,
+               mb.gbps_best, mb.isa);
         printf("time        %.3f ms per layer (median %.3f, best %.3f) over %d iterations\n", total_t / it * 1e3,
                times[it / 2] * 1e3, times[0] * 1e3, it);
-        printf("weights     %.2f GB/s effective = %.3f x membw\n", gbps, gbps / mb.gbps_best);
+        printf("weights     %.2f GB/s effective = %.3f x membw\n", gbps, gbps / mb.gbps_median);
         printf("compute     %.3f TFLOP/s; roofline %.3f TFLOP/s = min(peak %.2f (%s), membw x %.1f FLOP/B) -> %.3f of roofline\n",
                tflops, roof, peak, td_isa_name(peak_isa), flop_per_byte, tflops / roof);
+    }
+    td_onednn_result dn[2];
+    bool dn_ok[2] = {false, false};
+    if (o.onednn) {
+        uint64_t wb = 4 * llc > (1ull << 30) ? 4 * llc : (1ull << 30);
+        double secs = o.seconds < 2 ? o.seconds : 2;
+        for (int k = 0; k < 2; k++) {
+            td_status ds = td_onednn_matmul_bench(per_expert, H, TD_BX_WIDTH, k == 1, wb, secs, &dn[k]);
+            dn_ok[k] = ds == TD_OK;
+            if (!o.json) {
+                if (dn_ok[k])
+                    printf("onednn %s  %s matmul M=%lld K=%lld N=%d: %.3f %s (%.3f ms/call, %d distinct weights, %s)\n",
+                           dn[k].version, k ? "int8" : "bf16", (long long)per_expert, (long long)H, TD_BX_WIDTH,
+                           dn[k].tflops, k ? "TOP/s" : "TFLOP/s", dn[k].ms_per_call, dn[k].weights, dn[k].impl);
+                else
+                    printf("onednn      %s matmul: %s\n", k ? "int8" : "bf16", td_errmsg());
+            }
+        }
     }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "type", td_type_name(o.type));
@@ -315,12 +345,14 @@ int td_bench_experts(int argc, char **argv)
     cJSON_AddNumberToObject(j, "iters", it);
     cJSON_AddNumberToObject(j, "ms_per_layer", total_t / it * 1e3);
     cJSON_AddNumberToObject(j, "gbps", gbps);
-    cJSON_AddNumberToObject(j, "membw_gbps", mb.gbps_best);
-    cJSON_AddNumberToObject(j, "ratio", gbps / mb.gbps_best);
+    cJSON_AddNumberToObject(j, "membw_gbps", mb.gbps_median);
+    cJSON_AddNumberToObject(j, "ratio", gbps / mb.gbps_median);
     cJSON_AddNumberToObject(j, "tflops", tflops);
     cJSON_AddNumberToObject(j, "roofline_tflops", roof);
     cJSON_AddNumberToObject(j, "roofline_ratio", tflops / roof);
     cJSON_AddNumberToObject(j, "peak_tflops", peak);
+    if (dn_ok[0]) cJSON_AddNumberToObject(j, "onednn_bf16_tflops", dn[0].tflops);
+    if (dn_ok[1]) cJSON_AddNumberToObject(j, "onednn_int8_tops", dn[1].tflops);
     char *line = cJSON_PrintUnformatted(j);
     if (line) puts(line);
     free(line);
