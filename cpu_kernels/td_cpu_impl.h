@@ -9,7 +9,9 @@
 
 #include <stdatomic.h>
 
-#define TD_MOE_ROWS_UP 256   /* gate/up rows per work item: one Q8_K block of h, quantized in place */
+#define TD_MOE_ROWS_UP 256   /* gate/up rows per work item with the AMX tiles; one Q8_K block of h */
+#define TD_MOE_ROWS_UP_GEMV 64 /* ... with the vector kernels: finer items balance the threads better */
+#define TD_MOE_HBLK 256      /* h is prepared for the down projection in blocks of this many rows */
 #define TD_MOE_ROWS_DOWN 64  /* down rows per work item */
 #define TD_MOE_TOK_BATCH 64  /* tokens of one expert per kernel call */
 
@@ -31,6 +33,8 @@ typedef struct td_moe_scratch {
     const void **hptr;        /* [max_slots] */
     float *partial;           /* [n_nodes][max_tokens][hidden] when more than one node computes */
     float *xg, *yg;           /* [max_tokens][hidden] tokens of one expert (reference path) */
+    _Atomic int32_t *hblk_done; /* [max_experts][h blocks] gate/up items finished per block of h */
+    int64_t n_hblk;
 } td_moe_scratch;
 
 struct td_cpu {

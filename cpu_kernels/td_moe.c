@@ -58,12 +58,14 @@ td_status td_moe_scratch_alloc(td_cpu *cpu)
     m->xq = td_malloc_aligned(T * m->xq_row, 64);
     m->h = td_malloc_aligned(S * F * sizeof(float), 64);
     m->hq = td_malloc_aligned(S * m->hq_row, 64);
+    m->n_hblk = ((int64_t)F + TD_MOE_HBLK - 1) / TD_MOE_HBLK;
+    m->hblk_done = td_calloc(E * (size_t)m->n_hblk, sizeof *m->hblk_done);
     m->xptr = td_calloc(S, sizeof *m->xptr);
     m->hptr = td_calloc(S, sizeof *m->hptr);
     int nodes = td_cpu_used_nodes(cpu);
     if (nodes > 1) m->partial = td_malloc_aligned((size_t)td_pool_plan(cpu->pool)->n_nodes * T * H * sizeof(float), 64);
     if (!m->count || !m->fill || !m->active || !m->slot_tok || !m->slot_w || !m->xq || !m->h || !m->hq || !m->xptr ||
-        !m->hptr || (nodes > 1 && !m->partial))
+        !m->hptr || !m->hblk_done || (nodes > 1 && !m->partial))
         return td_fail(TD_E_NOMEM, "out of memory for the MoE scratch (%zu tokens x %d experts each, width %zu)", T,
                        m->top_k, F);
     return TD_OK;
@@ -82,6 +84,7 @@ void td_moe_scratch_free(td_moe_scratch *m)
     td_free(m->xptr);
     td_free(m->hptr);
     td_free(m->partial);
+    td_free((void *)m->hblk_done);
     td_free(m->xg);
     td_free(m->yg);
     memset(m, 0, sizeof *m);
@@ -116,6 +119,7 @@ typedef struct td_moe_job {
     const td_moe_batch *b;
     const td_kernel *kg, *ku, *kd;
     int64_t H, F;
+    int64_t rows_up; /* gate/up rows per work item (divides TD_MOE_HBLK) */
     int n_nodes;
     bool partial;
 } td_moe_job;
@@ -129,34 +133,49 @@ static void td_moe_prepare_x(const td_pool_task *t, const td_moe_job *j)
         td_act_prepare(j->kg->act, cpu->isa, j->b->x + i * j->H, j->H, m->xq + (size_t)i * m->xq_row);
 }
 
+/* h rows [r0, r1) of every slot of active expert a, prepared for the down projection */
+static void td_moe_prepare_h(td_cpu *cpu, const td_moe_job *j, int e, int64_t r0, int64_t r1)
+{
+    td_moe_scratch *m = &cpu->moe;
+    td_act hact = j->kd->act;
+    int64_t s1 = m->fill[e], s0 = s1 - m->count[e];
+    for (int64_t s = s0; s < s1; s++)
+        td_act_prepare(hact, cpu->isa, m->h + (size_t)s * (size_t)j->F + r0, r1 - r0,
+                       m->hq + (size_t)s * m->hq_row + td_act_offset(hact, r0));
+}
+
 static void td_moe_gate_up(const td_pool_task *t, const td_moe_job *j)
 {
     td_cpu *cpu = j->cpu;
     td_moe_scratch *m = &cpu->moe;
     td_kern_ctx ctx = td_cpu_kctx(cpu, t->ith);
-    float *gt = td_cpu_tiles(cpu, t->ith), *ut = gt + TD_MOE_TOK_BATCH * TD_MOE_ROWS_UP;
+    int64_t R = j->rows_up;
+    float *gt = td_cpu_tiles(cpu, t->ith), *ut = gt + TD_MOE_TOK_BATCH * R;
     int g = t->node, a0 = m->node_active[g], a1 = m->node_active[g + 1];
-    int64_t F = j->F, nch = (F + TD_MOE_ROWS_UP - 1) / TD_MOE_ROWS_UP, items = (a1 - a0) * nch;
-    td_act hact = j->kd->act;
+    int64_t F = j->F, nch = (F + R - 1) / R, items = (a1 - a0) * nch;
     for (;;) {
         int64_t i = atomic_fetch_add_explicit(&cpu->next[g][0], 1, memory_order_relaxed);
         if (i >= items) break;
-        int e = m->active[a0 + i / nch];
-        int64_t r0 = (i % nch) * TD_MOE_ROWS_UP, r1 = r0 + TD_MOE_ROWS_UP < F ? r0 + TD_MOE_ROWS_UP : F;
+        int a = a0 + (int)(i / nch), e = m->active[a];
+        int64_t r0 = (i % nch) * R, r1 = r0 + R < F ? r0 + R : F;
         int64_t s1 = m->fill[e], s0 = s1 - m->count[e];
         for (int64_t sb = s0; sb < s1; sb += TD_MOE_TOK_BATCH) {
             int64_t nb = s1 - sb < TD_MOE_TOK_BATCH ? s1 - sb : TD_MOE_TOK_BATCH;
-            j->kg->fn(&ctx, &j->ex[e].gate, r0, r1, m->xptr + sb, nb, gt, TD_MOE_ROWS_UP);
-            j->ku->fn(&ctx, &j->ex[e].up, r0, r1, m->xptr + sb, nb, ut, TD_MOE_ROWS_UP);
+            j->kg->fn(&ctx, &j->ex[e].gate, r0, r1, m->xptr + sb, nb, gt, R);
+            j->ku->fn(&ctx, &j->ex[e].up, r0, r1, m->xptr + sb, nb, ut, R);
             for (int64_t s = 0; s < nb; s++) {
                 float *h = m->h + (size_t)(sb + s) * (size_t)F;
-                const float *gs = gt + s * TD_MOE_ROWS_UP, *us = ut + s * TD_MOE_ROWS_UP;
+                const float *gs = gt + s * R, *us = ut + s * R;
                 for (int64_t r = r0; r < r1; r++) h[r] = td_silu(gs[r - r0]) * us[r - r0];
-                if (hact != TD_ACT_F32)
-                    td_act_prepare(hact, cpu->isa, h + r0, r1 - r0,
-                                   m->hq + (size_t)(sb + s) * m->hq_row + td_act_offset(hact, r0));
             }
         }
+        if (j->kd->act == TD_ACT_F32) continue;
+        /* the item that completes a block of h prepares it (the counter orders the other items' writes) */
+        int64_t blk = r0 / TD_MOE_HBLK, b0 = blk * TD_MOE_HBLK, b1 = b0 + TD_MOE_HBLK < F ? b0 + TD_MOE_HBLK : F;
+        int32_t need = (int32_t)((b1 - b0 + R - 1) / R);
+        if (atomic_fetch_add_explicit(&m->hblk_done[(size_t)a * (size_t)m->n_hblk + (size_t)blk], 1,
+                                      memory_order_acq_rel) + 1 == need)
+            td_moe_prepare_h(cpu, j, e, b0, b1);
     }
 }
 
@@ -165,7 +184,7 @@ static void td_moe_down(const td_pool_task *t, const td_moe_job *j)
     td_cpu *cpu = j->cpu;
     td_moe_scratch *m = &cpu->moe;
     td_kern_ctx ctx = td_cpu_kctx(cpu, t->ith);
-    float *dt = td_cpu_tiles(cpu, t->ith) + 2 * TD_MOE_TOK_BATCH * TD_MOE_ROWS_UP;
+    float *dt = td_cpu_tiles(cpu, t->ith) + 2 * TD_MOE_TOK_BATCH * TD_MOE_ROWS_UP; /* after the largest gate/up tiles */
     int g = t->node, a0 = m->node_active[g], a1 = m->node_active[g + 1];
     int64_t H = j->H, n = j->b->n_tok, items = (H + TD_MOE_ROWS_DOWN - 1) / TD_MOE_ROWS_DOWN;
     float *out = j->partial ? m->partial + (size_t)g * (size_t)n * (size_t)H : j->b->out;
@@ -268,6 +287,8 @@ void td_moe_run(td_cpu *cpu, const td_ffn_weights *ex, int n_experts, const td_m
     j.ku = td_cpu_pick(cpu, &e0->up, per_expert);
     j.kd = td_cpu_pick(cpu, &e0->down, per_expert);
     if (j.kg->act != j.ku->act) j.kg = j.ku = td_kernel_generic(cpu->isa);
+    j.rows_up = j.kg->act == TD_ACT_BF16 ? TD_MOE_ROWS_UP : TD_MOE_ROWS_UP_GEMV;
+    memset((void *)m->hblk_done, 0, (size_t)na * (size_t)m->n_hblk * sizeof *m->hblk_done);
     for (int a = 1; a < na; a++) {
         const td_ffn_weights *f = &ex[m->active[a]];
         TD_ASSERT(f->gate.type == e0->gate.type && f->up.type == e0->up.type && f->down.type == e0->down.type);

@@ -13,7 +13,9 @@ uint64_t td_read_avx512(const void *p, size_t bytes)
         a3 = _mm512_xor_si512(a3, _mm512_load_si512(v + i + 3));
     }
     __m512i s = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
-    return (uint64_t)_mm512_reduce_add_epi64(s);
+    __m256i h = _mm256_xor_si256(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1)); /* xor: no overflow */
+    return (uint64_t)_mm256_extract_epi64(h, 0) ^ (uint64_t)_mm256_extract_epi64(h, 1) ^ (uint64_t)_mm256_extract_epi64(h, 2) ^
+           (uint64_t)_mm256_extract_epi64(h, 3);
 }
 
 double td_fma_loop_avx512(int64_t iters)

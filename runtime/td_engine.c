@@ -31,6 +31,9 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
         td_free(e);
         return st;
     }
+    /* routed experts onto the NUMA node that computes them (no-op on one node) */
+    for (int l = 0; l < hp->n_layers; l++)
+        if (model->layers[l].is_moe) td_cpu_moe_place(e->cpu, model->layers[l].moe.experts, hp->n_routed_experts);
     *out = e;
     return TD_OK;
 }
