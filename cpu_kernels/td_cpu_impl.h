@@ -60,7 +60,7 @@ struct td_cpu {
 /* Per-thread memory: the kernel's scratch first, then `tiles` bytes for the caller. */
 static inline td_kern_ctx td_cpu_kctx(const td_cpu *cpu, int ith)
 {
-    return (td_kern_ctx){cpu->kscratch + (size_t)ith * cpu->kscratch_stride, cpu->kern_bytes};
+    return (td_kern_ctx){cpu->kscratch + (size_t)ith * cpu->kscratch_stride, cpu->kern_bytes, false};
 }
 static inline float *td_cpu_tiles(const td_cpu *cpu, int ith)
 {

@@ -41,6 +41,9 @@ void td_act_q8k_ref(const float *x, int64_t cols, void *dst);
 typedef struct td_kern_ctx {
     void *scratch;
     size_t scratch_bytes;
+    /* set by a caller that passes the same activations (x, n) as its previous call on this scratch, so a
+     * kernel may reuse what it prepared from them (the AMX kernel's B tiles) */
+    bool same_acts;
 } td_kern_ctx;
 size_t td_kern_scratch_bytes(int64_t max_cols);
 

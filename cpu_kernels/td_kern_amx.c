@@ -222,7 +222,8 @@ static void td_gemm_amx_bf16(const td_kern_ctx *ctx, const td_matrix *w, int64_t
     for (int64_t t0 = 0; t0 < n; t0 += TD_AMX_TOKENS) {
         int64_t nt = n - t0 < TD_AMX_TOKENS ? n - t0 : TD_AMX_TOKENS;
         int ng = (int)((nt + 15) / 16);
-        for (int g = 0; g < ng; g++)
+        bool have = ctx->same_acts && n <= TD_AMX_TOKENS; /* the previous call left these B tiles */
+        for (int g = 0; g < ng && !have; g++)
             td_amx_btiles(x + t0 + 16 * g, (int)(nt - 16 * g < 16 ? nt - 16 * g : 16), nkt,
                           btiles + (size_t)g * (size_t)nkt * 1024);
         for (int64_t r = r0; r < r1; r += 32) {

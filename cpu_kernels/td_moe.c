@@ -162,7 +162,9 @@ static void td_moe_gate_up(const td_pool_task *t, const td_moe_job *j)
         for (int64_t sb = s0; sb < s1; sb += TD_MOE_TOK_BATCH) {
             int64_t nb = s1 - sb < TD_MOE_TOK_BATCH ? s1 - sb : TD_MOE_TOK_BATCH;
             j->kg->fn(&ctx, &j->ex[e].gate, r0, r1, m->xptr + sb, nb, gt, R);
-            j->ku->fn(&ctx, &j->ex[e].up, r0, r1, m->xptr + sb, nb, ut, R);
+            td_kern_ctx same = ctx; /* up reads the activations gate just read */
+            same.same_acts = j->kg->fn == j->ku->fn;
+            j->ku->fn(&same, &j->ex[e].up, r0, r1, m->xptr + sb, nb, ut, R);
             for (int64_t s = 0; s < nb; s++) {
                 float *h = m->h + (size_t)(sb + s) * (size_t)F;
                 const float *gs = gt + s * R, *us = ut + s * R;
