@@ -4,6 +4,9 @@
 #include "td_randw.h"
 
 #include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <oneapi/dnnl/dnnl_version.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,10 +57,24 @@ static double td_now(void)
         }                                                                                                            \
     } while (0)
 
+/* oneDNN's OpenMP threads inherit the calling thread's CPU mask, and the pool pins its caller to one core:
+ * open the mask to every CPU while oneDNN runs (and creates its threads), then put it back. */
+static bool td_unpin(cpu_set_t *saved)
+{
+    if (pthread_getaffinity_np(pthread_self(), sizeof *saved, saved) != 0) return false;
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+    for (long i = 0; i < n && i < CPU_SETSIZE; i++) CPU_SET((int)i, &all);
+    return pthread_setaffinity_np(pthread_self(), sizeof all, &all) == 0;
+}
+
 td_status td_onednn_matmul_bench(int64_t M, int64_t K, int64_t N, bool int8, uint64_t weight_bytes, double seconds,
                                  td_onednn_result *out)
 {
     memset(out, 0, sizeof *out);
+    cpu_set_t saved;
+    bool unpinned = td_unpin(&saved);
     const dnnl_version_t *v = dnnl_version();
     snprintf(out->version, sizeof out->version, "%d.%d.%d", v->major, v->minor, v->patch);
     size_t es = int8 ? 1 : 2, wbytes = (size_t)(N * K) * es;
@@ -135,5 +152,6 @@ done:
     td_free(wbuf);
     td_free(abuf);
     td_free(cbuf);
+    if (unpinned) pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
     return st;
 }
