@@ -20,6 +20,9 @@
 
 #define TD_INLINE static inline __attribute__((always_inline))
 
+/* f16 -> f32 with the F16C instruction (every CPU with these kernels has it) */
+#define td_h2f(h) _cvtsh_ss(h)
+
 typedef struct td_tilecfg {
     uint8_t palette, start_row;
     uint8_t reserved[14];
@@ -79,7 +82,7 @@ static void td_deq_q4_K(const uint8_t *row, int64_t cols, uint16_t *out, size_t 
     for (int64_t i = 0; i < cols / TD_QK_K; i++) {
         uint8_t sc[8], mn[8];
         td_k4_scales(b[i].scales, sc, mn);
-        float d = td_f16_to_f32(b[i].d), dm = td_f16_to_f32(b[i].dmin);
+        float d = td_h2f(b[i].d), dm = td_h2f(b[i].dmin);
         for (int j = 0; j < 4; j++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * j));
             __m512i lo = _mm512_cvtepu8_epi16(_mm256_and_si256(v, m4));
@@ -96,7 +99,7 @@ static void td_deq_q8_0(const uint8_t *row, int64_t cols, uint16_t *out, size_t 
 {
     const td_block_q8_0 *b = (const void *)row;
     for (int64_t i = 0; i < cols / TD_QK8_0; i++, out += cs) {
-        __m512 d = _mm512_set1_ps(td_f16_to_f32(b[i].d));
+        __m512 d = _mm512_set1_ps(td_h2f(b[i].d));
         __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b[i].qs)));
         __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b[i].qs + 16))));
         td_st_bf16x32(out, _mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d));
@@ -109,7 +112,7 @@ static void td_deq_q6_K(const uint8_t *row, int64_t cols, uint16_t *out, size_t 
     const td_block_q6_K *b = (const void *)row;
     const __m128i m4 = _mm_set1_epi8(0x0F), m2 = _mm_set1_epi8(3);
     for (int64_t i = 0; i < cols / TD_QK_K; i++) {
-        float d = td_f16_to_f32(b[i].d);
+        float d = td_h2f(b[i].d);
         for (int n = 0; n < 2; n++) {
             __m512 f[4][2];
             for (int h = 0; h < 2; h++) {

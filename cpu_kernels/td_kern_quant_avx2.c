@@ -18,6 +18,12 @@
 #include <string.h>
 
 #define TD_INLINE static inline __attribute__((always_inline))
+/* Software prefetch this far ahead of the row being read: the hardware prefetchers alone leave one core
+ * at 27 GB/s from memory, this lets it read at its in-cache speed (32 GB/s, Zen 5). */
+#define TD_PREFETCH_BYTES 4096
+
+/* f16 -> f32 with the F16C instruction (every CPU with these kernels has it) */
+#define td_h2f(h) _cvtsh_ss(h)
 
 /* Shuffle masks: td_bcast16[j] repeats int16 element j (of a 128-bit lane) over the lane. */
 static const alignas(32) uint8_t td_bcast16[8][32] = {
@@ -118,13 +124,13 @@ TD_INLINE void td_k45_block(const uint8_t *scales, const uint8_t *qs, const uint
 TD_INLINE void td_q4_K_block(const void *blk, const td_block_q8_K *const *xb, int T, __m256 *acc)
 {
     const td_block_q4_K *b = blk;
-    td_k45_block(b->scales, b->qs, NULL, td_f16_to_f32(b->d), td_f16_to_f32(b->dmin), xb, T, acc);
+    td_k45_block(b->scales, b->qs, NULL, td_h2f(b->d), td_h2f(b->dmin), xb, T, acc);
 }
 
 TD_INLINE void td_q5_K_block(const void *blk, const td_block_q8_K *const *xb, int T, __m256 *acc)
 {
     const td_block_q5_K *b = blk;
-    td_k45_block(b->scales, b->qs, b->qh, td_f16_to_f32(b->d), td_f16_to_f32(b->dmin), xb, T, acc);
+    td_k45_block(b->scales, b->qs, b->qh, td_h2f(b->d), td_h2f(b->dmin), xb, T, acc);
 }
 
 /* ------------------------------------------------------------------ Q6_K */
@@ -159,7 +165,7 @@ TD_INLINE void td_q6_K_block(const void *blk, const td_block_q8_K *const *xb, in
                     isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], td_ldx(xb[t], 128 * n + 32 * k)), sv));
         }
     }
-    float d = td_f16_to_f32(b->d);
+    float d = td_h2f(b->d);
     __m256i off = _mm256_slli_epi16(s16, 5); /* stored q = value + 32 */
     TD_UNROLL
     for (int t = 0; t < T; t++) td_acc_block(&acc[t], isum[t], _mm256_madd_epi16(td_bsums(xb[t]), off), d, d, xb[t]->d);
@@ -201,7 +207,7 @@ TD_INLINE void td_q2_K_block(const void *blk, const td_block_q8_K *const *xb, in
                     isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], td_ldx(xb[t], 128 * n + 32 * k)), sv));
         }
     }
-    float d = td_f16_to_f32(b->d), dmin = td_f16_to_f32(b->dmin);
+    float d = td_h2f(b->d), dmin = td_h2f(b->dmin);
     TD_UNROLL
     for (int t = 0; t < T; t++) td_acc_block(&acc[t], isum[t], _mm256_madd_epi16(td_bsums(xb[t]), M), d, dmin, xb[t]->d);
 }
@@ -246,7 +252,7 @@ TD_INLINE void td_q3_K_block(const void *blk, const td_block_q8_K *const *xb, in
                     isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qc, td_ldx(xb[t], 32 * c)), sv));
         }
     }
-    float d = td_f16_to_f32(b->d);
+    float d = td_h2f(b->d);
     __m256i off = _mm256_slli_epi16(s16, 2);
     TD_UNROLL
     for (int t = 0; t < T; t++) td_acc_block(&acc[t], isum[t], _mm256_madd_epi16(td_bsums(xb[t]), off), d, d, xb[t]->d);
@@ -289,7 +295,7 @@ TD_INLINE void td_iq4_xs_block(const void *blk, const td_block_q8_K *const *xb, 
             isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), sv));
         }
     }
-    float d = td_f16_to_f32(b->d);
+    float d = td_h2f(b->d);
     TD_UNROLL
     for (int t = 0; t < T; t++)
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * xb[t]->d), acc[t]);
@@ -309,6 +315,8 @@ TD_INLINE void td_iq4_xs_block(const void *blk, const td_block_q8_K *const *xb, 
             xb[t] = x[t];                                                                                            \
         }                                                                                                            \
         for (int64_t b = 0; b < nb; b++) {                                                                           \
+            for (size_t o = 0; o < (BLOCK_BYTES); o += 64)                                                           \
+                _mm_prefetch((const char *)row + (size_t)b * (BLOCK_BYTES) + TD_PREFETCH_BYTES + o, _MM_HINT_T0);    \
             BLOCK(row + (size_t)b * (BLOCK_BYTES), xb, T, acc);                                                      \
             TD_UNROLL \
             for (int t = 0; t < T; t++) xb[t]++;                                                                     \
@@ -364,9 +372,10 @@ TD_INLINE void td_row_q8_0(const uint8_t *rowp, int64_t nb, const void *const *x
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++) {
+        _mm_prefetch((const char *)(row + b) + TD_PREFETCH_BYTES, _MM_HINT_T0);
         __m256i wq = _mm256_loadu_si256((const __m256i *)row[b].qs);
         __m256i aw = _mm256_sign_epi8(wq, wq);
-        float dw = td_f16_to_f32(row[b].d);
+        float dw = td_h2f(row[b].d);
         TD_UNROLL
         for (int t = 0; t < T; t++) {
             const td_block_q8_K *sb = (const td_block_q8_K *)x[t] + b / 8;
