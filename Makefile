@@ -27,9 +27,9 @@ build: configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# Until the chat issue lands, "chat" proves the engine on a fixture: it runs the correctness check.
+# A conversation with the default model (until a bundled model ships under models/: the tiny GGUF fixture).
 chat: build
-	$(BUILD)/bin/tandem eval --model $(SHARED)/fixtures/safetensors/tiny-dsv3-bf16 --kernels ref
+	TANDEM_SHARED=$(SHARED) $(BUILD)/bin/tandem chat
 
 clean:
 	rm -rf $(BUILD)

@@ -1,4 +1,5 @@
 #include "td_alloc.h"
+#include "td_plan.h"
 #include "td_session_impl.h"
 
 #include <unistd.h>
@@ -13,6 +14,7 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
     if (params.n_threads < 0 || params.n_threads > 4096)
         return td_fail(TD_E_ARG, "thread count %d is out of range (0 = all cores, up to 4096)", params.n_threads);
     if ((unsigned)params.kernels >= TD_KERNELS_COUNT) return td_fail(TD_E_ARG, "unknown kernel choice");
+    if (params.plan) TD_TRY(td_plan_engine_check(params.plan, model, &params.kernels));
     const td_hparams *hp = &model->hp;
     int64_t ffn = hp->intermediate_size;
     int64_t shared = hp->moe_intermediate_size * (hp->n_shared_experts > 1 ? hp->n_shared_experts : 1);

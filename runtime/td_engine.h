@@ -14,10 +14,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct td_plan;
+
 typedef struct td_engine_params {
     td_kernels kernels;     /* TD_KERNELS_AUTO by default */
     int n_threads;          /* 0: all cores */
     int64_t max_batch;      /* tokens per forward call; longer inputs are split (0: 512) */
+    const struct td_plan *plan; /* optional placement (td_plan.h), kept by pointer: it must outlive the
+                                   engine. GPU placements are refused until the GPU path lands. */
 } td_engine_params;
 
 typedef struct td_engine td_engine;

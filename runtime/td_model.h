@@ -83,9 +83,12 @@ typedef struct td_module {
     int64_t params;           /* weight elements */
 } td_module;
 
+struct td_gguf;
+
 typedef struct td_model {
     td_hparams hp;
     td_tensor_dir *dir;
+    struct td_gguf *gguf;     /* the open GGUF (its metadata, e.g. tokenizer.ggml.*), NULL for safetensors */
     char *path;
     char format[16];          /* "safetensors" or "gguf" */
     td_matrix embed;          /* [V, H] */
@@ -102,8 +105,8 @@ typedef struct td_model {
 
 typedef struct td_model_params {
     const char *mtp_from;     /* attach the MTP block from this safetensors file or HF dir (may be NULL) */
-    int expert_groups;        /* GGUF without group keys: override n_group/topk_group (0 = detect) */
-    int expert_groups_used;
+    int expert_groups;        /* > 0: override n_group/topk_group (GGUFs without group keys need it for */
+    int expert_groups_used;   /* models other than DeepSeek-V3, which is recognised); 0 = from the file */
     bool quiet;               /* no progress or notices on stderr */
 } td_model_params;
 

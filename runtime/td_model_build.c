@@ -4,6 +4,7 @@
 
 #include "td_alloc.h"
 #include "td_dequant.h"
+#include "td_gguf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -355,6 +356,7 @@ void td_model_close(td_model *m)
     td_free(m->owned);
     td_free(m->layers);
     td_free(m->modules);
+    td_gguf_close(m->gguf); /* points into the directory's mappings: closed first */
     td_tensor_dir_free(m->dir);
     td_free(m->path);
     td_free(m);

@@ -2,6 +2,7 @@
 #include "td_model.h"
 
 #include "td_alloc.h"
+#include "td_gguf_model.h"
 #include "td_hf.h"
 
 #include <libgen.h>
@@ -44,12 +45,18 @@ td_status td_model_open(const char *path, const td_model_params *params, td_mode
     td_hparams hp;
     td_status st;
     const char *format;
+    td_gguf *gguf = NULL;
     if (!td_path_is_dir(path) && td_file_has_magic(path, "GGUF")) {
         format = "gguf";
-        st = td_fail(TD_E_UNSUPPORTED, "%s: GGUF files are not supported by this build yet", path);
+        st = td_gguf_model_open(path, params, &hp, dir, &gguf); /* applies the expert-group override */
     } else {
         format = "safetensors";
         st = td_open_hf(path, &hp, dir);
+        if (st == TD_OK && params->expert_groups > 0) {
+            hp.n_group = params->expert_groups;
+            hp.topk_group = params->expert_groups_used > 0 ? params->expert_groups_used : params->expert_groups;
+            st = td_hparams_validate(&hp, "--expert-groups");
+        }
     }
     if (st == TD_OK && params->mtp_from) {
         /* only the block's tensors, which keep their checkpoint names (model.layers.<n_layers>.*) */
@@ -59,8 +66,15 @@ td_status td_model_open(const char *path, const td_model_params *params, td_mode
         if (st != TD_OK) td_err_context("--mtp-from %s", params->mtp_from);
     }
     if (st != TD_OK) {
+        td_gguf_close(gguf);
         td_tensor_dir_free(dir);
         return st;
     }
-    return td_model_build(&hp, dir, path, format, out);
+    st = td_model_build(&hp, dir, path, format, out);
+    if (st != TD_OK) {
+        td_gguf_close(gguf);
+        return st;
+    }
+    (*out)->gguf = gguf;
+    return TD_OK;
 }

@@ -7,6 +7,7 @@
 
 static const td_bench td_benches[] = {
     /* one line per benchmark */
+    {"tokenize", td_bench_tokenize, "tokenizer encoding speed on one core (MB/s of text)"},
     {"membw", td_bench_membw, "read bandwidth of all cores: the roofline of decoding"},
     {"experts", td_bench_experts, "routed-expert FFN at DeepSeek-V3 shapes: GB/s vs membw, TFLOP/s"},
     {NULL, NULL, NULL},

@@ -12,9 +12,14 @@ typedef struct td_command {
 } td_command;
 
 static const td_command td_commands[] = {
+    {"chat", td_cmd_chat, "chat with a model in the terminal (the default model when none is given)"},
+    {"generate", td_cmd_generate, "generate an answer to one prompt (--json for a result line)"},
+    {"tokenize", td_cmd_tokenize, "text on stdin to token ids, or ids back to text (--decode)"},
     {"eval", td_cmd_eval, "check a model against a reference file (logits, greedy decode, MTP)"},
     {"inspect", td_cmd_inspect, "show a model's hyperparameters, tensors and bytes per module"},
     {"bench", td_cmd_bench, "measure memory bandwidth, kernels and the tokenizer"},
+    {"convert", td_cmd_convert, "write a GGUF (deepseek2, MLA layout) from an HF model or another GGUF"},
+    {"rules", td_cmd_rules, "plan a placement: bytes per device and NUMA node, KV cache, speed, fit"},
 };
 
 static void td_usage(FILE *f)

@@ -8,6 +8,7 @@ typedef struct td_bench {
     const char *summary;
 } td_bench;
 
+int td_bench_tokenize(int argc, char **argv);
 int td_bench_membw(int argc, char **argv);
 int td_bench_experts(int argc, char **argv);
 

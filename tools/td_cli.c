@@ -70,6 +70,25 @@ bool td_parse_i64(const td_args *a, const char *s, int64_t lo, int64_t hi, int64
     return true;
 }
 
+bool td_parse_expert_groups(const td_args *a, const char *s, int *groups, int *used)
+{
+    char *end;
+    long n = strtol(s, &end, 10), m = n;
+    if (end != s && *end == '/') {
+        const char *p = end + 1;
+        m = strtol(p, &end, 10);
+        if (end == p) end = (char *)s;
+    }
+    if (end == s || *end || n < 1 || n > 1024 || m < 1 || m > n) {
+        fprintf(stderr, "tandem %s: %s: '%s' is not N/M with 1 <= M <= N <= 1024 (DeepSeek-V3: 8/4)\n", a->cmd,
+                a->opt, s);
+        return false;
+    }
+    *groups = (int)n;
+    *used = (int)m;
+    return true;
+}
+
 bool td_parse_int(const td_args *a, const char *s, int lo, int hi, int *out)
 {
     int64_t v;

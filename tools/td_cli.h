@@ -31,6 +31,8 @@ int td_args_unknown(const td_args *a);
 bool td_parse_i64(const td_args *a, const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool td_parse_int(const td_args *a, const char *s, int lo, int hi, int *out);
 bool td_parse_double(const td_args *a, const char *s, double lo, double hi, double *out);
+/* "--expert-groups N/M": N groups, the top M kept (M <= N; "N" alone keeps all N). */
+bool td_parse_expert_groups(const td_args *a, const char *s, int *groups, int *used);
 /* "24GiB", "512MiB", "1.5G", "100000" (bytes); binary units. */
 bool td_parse_bytes(const td_args *a, const char *s, uint64_t *out);
 

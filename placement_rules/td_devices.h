@@ -1,0 +1,87 @@
+/* td_devices: what a plan can place modules on. The host comes from hwloc (cores, NUMA nodes and their
+ * memory): this machine, a synthetic description or an lstopo XML file, so that plans for other machines
+ * (and tests of a dual-socket box) need no such machine. GPUs come from CUDA, or are described with
+ * --gpus (planning for a card this machine doesn't have). Budgets and bandwidths can be capped or given. */
+#ifndef TD_DEVICES_H
+#define TD_DEVICES_H
+
+#include "td_status.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TD_MAX_NUMA 64
+#define TD_MAX_GPUS 16
+
+/* Defaults when nothing better is known (documented in `tandem rules --help`). */
+#define TD_DEFAULT_CPU_BW_PER_NODE_GBPS 100.0 /* sustained read of one 8-channel DDR4/DDR5 socket */
+#define TD_DEFAULT_GPU_BW_GBPS 1000.0         /* an RTX 3090/4090-class card */
+#define TD_DEFAULT_GPU_RESERVE (1ull << 30)   /* CUDA context, cuBLAS workspace and activations */
+
+typedef enum td_bw_source {
+    TD_BW_DEFAULT = 0,  /* the documented default above */
+    TD_BW_USER = 1,     /* --cpu-bw / --gpu-bw */
+    TD_BW_MEASURED = 2, /* measured on this machine (td_devices_set_cpu_bandwidth) */
+    TD_BW_QUERIED = 3,  /* from the driver (memory clock x bus width) */
+    TD_BW_SOURCE_COUNT
+} td_bw_source;
+
+const char *td_bw_source_name(td_bw_source s);
+
+typedef struct td_numa_node {
+    int os_index;
+    int n_cores;
+    uint64_t memory;  /* local memory, bytes */
+    uint64_t budget;  /* what a plan may use of it, bytes */
+    double bw_gbps;   /* sustained read bandwidth, GB/s */
+} td_numa_node;
+
+typedef struct td_gpu {
+    char name[256];
+    uint64_t memory;  /* bytes */
+    uint64_t budget;  /* what a plan may use, bytes (memory capped by --gpu-mem) */
+    uint64_t reserve; /* of the budget, kept for the runtime (context, workspace, activations) */
+    double bw_gbps;
+    td_bw_source bw_source;
+    bool is_virtual;  /* described with --gpus, not detected */
+} td_gpu;
+
+typedef struct td_devices {
+    char topology[192];         /* "this machine", "synthetic:...", "xml:<path>" */
+    int n_cores, n_pus;
+    int n_numa;
+    td_numa_node numa[TD_MAX_NUMA];
+    uint64_t cpu_memory, cpu_budget;
+    double cpu_bw_gbps;         /* all nodes together */
+    td_bw_source cpu_bw_source;
+    int n_gpus;
+    td_gpu gpus[TD_MAX_GPUS];
+    char gpu_note[160];         /* why no GPU was found, for messages */
+} td_devices;
+
+typedef struct td_devices_params {
+    const char *topology;       /* NULL: this machine; "synthetic:<hwloc synthetic>"; or an lstopo XML file */
+    int host_nodes;             /* > 0: a host of this many NUMA nodes (--host), instead of the topology */
+    uint64_t host_node_bytes;   /* memory of each of them */
+    bool detect_gpus;           /* ask CUDA for its devices */
+    int n_virtual_gpus;         /* > 0: these GPUs instead of the detected ones (--gpus) */
+    uint64_t virtual_gpu_bytes[TD_MAX_GPUS];
+    uint64_t gpu_mem;           /* cap per GPU, bytes (0: none); an error when there is no GPU to cap */
+    uint64_t cpu_mem;           /* cap on host memory, bytes (0: none) */
+    double cpu_bw_gbps;         /* host bandwidth, all nodes together (0: default per node) */
+    double gpu_bw_gbps;         /* per GPU (0: the driver's figure, else the default) */
+    int64_t gpu_reserve;        /* per GPU, bytes (-1: TD_DEFAULT_GPU_RESERVE) */
+} td_devices_params;
+
+/* Fills `out`; p may be NULL (this machine, no GPU detection, defaults). */
+td_status td_devices_detect(const td_devices_params *p, td_devices *out);
+
+/* The hook for a measured host bandwidth (tandem bench's membw): sets every node's share of it. */
+void td_devices_set_cpu_bandwidth(td_devices *d, double total_gbps, td_bw_source source);
+
+/* Parses --gpus: "1x24GiB", "2x24G", "24GiB,12GiB" (sizes with td_parse_bytes-style units). */
+td_status td_devices_parse_gpus(const char *spec, td_devices_params *p);
+/* Parses --host: "2x384GiB" (NUMA nodes x memory each) or "768GiB" (one node). */
+td_status td_devices_parse_host(const char *spec, td_devices_params *p);
+
+#endif

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# tandem generate on the default model: greedy output is deterministic, --json ends with one object
+# holding the documented fields, the streamed text is the JSON's text, and bad values are refused.
+# TANDEM_CHAT_TEST_MODEL runs it on another model (one with a tokenizer).
+set -u
+fail=0
+model=()
+[ -n "${TANDEM_CHAT_TEST_MODEL:-}" ] && model=(--model "$TANDEM_CHAT_TEST_MODEL")
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+bad() { echo "FAIL: $*"; fail=1; }
+gen() { "$TANDEM" generate "${model[@]}" --threads 2 "$@"; }
+
+# the field of a one-line JSON object (numbers, null, or an array of numbers)
+field() { printf '%s' "$1" | sed -n "s/.*\"$2\":\(\[[^]]*\]\|[^,}]*\).*/\1/p"; }
+
+out1=$(gen --prompt "Hello, how are you?" -n 12 --json 2>"$tmp/err1") || { bad "generate --json failed: $(cat "$tmp/err1")"; }
+out2=$(gen --prompt "Hello, how are you?" -n 12 --json 2>/dev/null)
+last=$(printf '%s\n' "$out1" | tail -n 1)
+case "$last" in \{*\}) ;; *) bad "last line is not one JSON object: $last" ;; esac
+for key in text tokens prompt_tok_s decode_tok_s mtp_acceptance tokens_per_step stop; do
+  printf '%s' "$last" | grep -q "\"$key\":" || bad "--json lacks \"$key\": $last"
+done
+[ "$(field "$last" mtp_acceptance)" = "null" ] || bad "mtp_acceptance is not null without MTP"
+[ "$(field "$last" tokens_per_step)" = "1" ] || bad "tokens_per_step is not 1 without MTP"
+toks=$(field "$last" tokens)
+n=$(printf '%s' "$toks" | tr -cd ',' | wc -c)
+stop=$(field "$last" stop)
+{ [ "$stop" = '"max_tokens"' ] && [ $((n + 1)) -eq 12 ]; } || [ "$stop" = '"eos"' ] || bad "12 tokens asked, got $((n + 1)) (stop $stop)"
+[ "$toks" = "$(field "$(printf '%s\n' "$out2" | tail -n 1)" tokens)" ] || bad "greedy runs differ: $toks"
+awk "BEGIN{exit !($(field "$last" prompt_tok_s) > 0 && $(field "$last" decode_tok_s) > 0)}" || bad "speeds are not positive"
+
+# the streamed text is the JSON's text: decode the JSON's ids the same way and compare bytes
+gen --prompt "Hello, how are you?" -n 12 > "$tmp/streamed" 2>"$tmp/stats" || bad "streaming generate failed"
+grep -q "prompt tokens at .* tok/s" "$tmp/stats" || bad "no stats line on stderr: $(cat "$tmp/stats")"
+printf '%s' "$toks" | "$TANDEM" tokenize "${model[@]}" --decode --skip-special > "$tmp/decoded" 2>&1 || bad "decode failed"
+printf '\n' >> "$tmp/decoded"
+cmp -s "$tmp/streamed" "$tmp/decoded" || bad "streamed text differs from the decoded ids"
+
+# sampling with a seed repeats; another seed (almost surely) does not
+s1=$(field "$(gen --prompt Hi -n 16 --temp 1 --top-p 0.95 --top-k 50 --seed 7 --json | tail -n 1)" tokens)
+s2=$(field "$(gen --prompt Hi -n 16 --temp 1 --top-p 0.95 --top-k 50 --seed 7 --json | tail -n 1)" tokens)
+s3=$(field "$(gen --prompt Hi -n 16 --temp 1 --top-p 0.95 --top-k 50 --seed 8 --json | tail -n 1)" tokens)
+[ -n "$s1" ] && [ "$s1" = "$s2" ] || bad "seeded sampling does not repeat: $s1 / $s2"
+[ "$s1" != "$s3" ] || bad "seeds 7 and 8 gave the same tokens"
+
+# other templates and a system prompt run; raw has no chat markers
+gen --prompt Hi -n 4 --template r1 --system "Be brief." --json > /dev/null 2>&1 || bad "--template r1 --system failed"
+gen --prompt Hi -n 4 --template raw --json > /dev/null 2>&1 || bad "--template raw failed"
+printf 'Hi from a file' > "$tmp/prompt.txt"
+gen --prompt-file "$tmp/prompt.txt" -n 4 --json > /dev/null 2>&1 || bad "--prompt-file failed"
+
+# bad values: exit 2 and the option named; bad files: exit 1 and a message
+expect() { # expect <rc> <pattern> <args...>
+  local want=$1 pat=$2; shift 2
+  local out rc
+  out=$(gen "$@" 2>&1); rc=$?
+  if [ $rc -ne "$want" ] || ! printf '%s' "$out" | grep -q -- "$pat"; then bad "generate $* -> rc=$rc: $out"; fi
+}
+expect 2 "\-\-temp" --prompt x --temp -1
+expect 2 "\-\-temp" --prompt x --temp nan
+expect 2 "\-\-top-p" --prompt x --top-p 0
+expect 2 "\-\-top-p" --prompt x --top-p 1.5
+expect 2 "\-\-top-k" --prompt x --top-k -4
+expect 2 "\-\-min-p" --prompt x --min-p 1
+expect 2 "not an integer" --prompt x -n abc
+expect 2 "out of range" --prompt x -n 99999999999
+expect 2 "out of range" --prompt x --ctx 0
+expect 2 "out of range" --prompt x --threads 100000
+expect 2 "\-\-template" --prompt x --template chatml
+expect 2 "\-\-kernels" --prompt x --kernels turbo
+expect 2 "exactly one of" -n 3
+expect 2 "unknown option" --prompt x --frob
+expect 1 "no such file" --prompt x --model "$tmp/missing.gguf"
+expect 1 "has no tokenizer" --prompt x --model "$TANDEM_SHARED/fixtures/safetensors/tiny-dsv3-bf16"
+expect 1 "cannot open" --prompt-file "$tmp/missing.txt"
+expect 1 "context holds" --prompt "$(head -c 3000 /dev/zero | tr '\0' 'a') $(seq 1 400)" --ctx 64
+
+[ $fail -eq 0 ] && echo "ok: generate"
+exit $fail

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# tandem rules and tandem eval --rules, end to end: presets, refusals with advice, errors with line:column,
+# KTransformers files, --auto, --override, and the CPU engine running a plan.
+set -u
+T=${TANDEM:?} S=${TANDEM_SHARED:?}/fixtures
+CFG=$S/real/deepseek-v3-config.json TINY=$S/safetensors/tiny-dsv3-bf16
+[ -f "$CFG" ] && [ -d "$TINY" ] || { echo "no fixtures"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { if ! eval "$2"; then echo "FAIL: $1"; echo "$out" | head -20; fail=1; fi; }
+V3=(--config "$CFG" --assume-type q4_k --ctx 32768 --host 2x384GiB)
+
+# the 1-GPU preset fits a 24 GiB card at 32K context
+out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpus 1x24GiB --json); rc=$?
+check "preset fits (exit $rc)" '[ $rc -eq 0 ]'
+check "json: fits" 'grep -q "\"fits\":true" <<<"$out"'
+check "json: kv bytes" 'grep -q "\"kv_bytes_per_token\":70272" <<<"$out"'
+check "json: speed" 'grep -Eq "\"decode_tok_s_estimate\":[0-9.]+" <<<"$out"'
+check "json: cpu numa" 'grep -q "\"cpu\":{\"bytes\":[0-9]*,\"budget\":[0-9]*.*\"numa\":\[{\"node\":0,\"bytes\":" <<<"$out"'
+check "json: modules" 'grep -q "\"modules\":\[{\"name\":\"model.embed_tokens\",.*\"device\":\"cpu\"" <<<"$out"'
+preset_gpu=$(grep -o '"cuda:0":{"bytes":[0-9]*' <<<"$out")
+
+# the readable table
+out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpus 1x24GiB); rc=$?
+check "table" '[ $rc -eq 0 ] && grep -q "^model.layers.N.mlp.experts" <<<"$out" && grep -q "^verdict     fits" <<<"$out"'
+check "table: numa nodes" 'grep -q "^  node 1" <<<"$out"'
+
+# a KTransformers file for one GPU lands the same bytes on the GPU
+kt=${TANDEM_SOURCE_DIR:?}/tests/data/rules/kt-deepseek-v3-1gpu.yaml
+out=$("$T" rules --rules "$kt" "${V3[@]}" --gpus 1x24GiB --json); rc=$?
+check "KTransformers file (exit $rc)" '[ $rc -eq 0 ] && [ "$(grep -o "\"cuda:0\":{\"bytes\":[0-9]*" <<<"$out")" = "$preset_gpu" ]'
+
+# too small a card: exit 1, by how much, which rule
+out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpus 1x8GiB 2>&1); rc=$?
+check "refused (exit $rc)" '[ $rc -eq 1 ] && grep -q "DOES NOT FIT" <<<"$out" && grep -q "over by" <<<"$out"'
+check "names the rule" 'grep -q "deepseek-v3-1gpu-24gb.yaml:[0-9]*:[0-9]*" <<<"$out"'
+
+# --auto fills the card and prints what it chose
+out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpus 1x24GiB --auto); rc=$?
+check "--auto" '[ $rc -eq 0 ] && grep -q "^--auto chose these rules" <<<"$out" && grep -q "^- match: {name: .*layers: 3" <<<"$out"'
+
+# --override, llama.cpp style, before the file
+out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpus 1x24GiB --override 'blk\.3\.ffn_.*_exps=CUDA0' --json); rc=$?
+check "--override" '[ $rc -eq 0 ] && grep -q "\"name\":\"model.layers.3.mlp.experts\",[^}]*\"device\":\"cuda:0\"" <<<"$out"'
+
+# a broken rules file: file:line:column and what was expected
+printf -- '- match: {name: "experts$"}\n  place: {devcie: cpu}\n' >"$tmp/bad.yaml"
+col=$(awk 'NR==2 {print index($0, "devcie")}' "$tmp/bad.yaml")
+out=$("$T" rules --rules "$tmp/bad.yaml" "${V3[@]}" 2>&1); rc=$?
+check "bad rules (exit $rc)" '[ $rc -eq 1 ] && grep -q "bad.yaml:2:$col: unknown key .devcie. in place (expected device" <<<"$out"'
+
+# a GPU this machine doesn't have: say how to describe one
+out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpu-mem 24GiB 2>&1); rc=$?
+if ! grep -q "cuda:0" <<<"$("$T" rules --config "$CFG" --assume-type q4_k --json 2>/dev/null)"; then
+    check "--gpu-mem without a GPU (exit $rc)" '[ $rc -eq 1 ] && grep -q -- "--gpus 1x24GiB" <<<"$out"'
+fi
+
+# sizes from a model's headers
+out=$("$T" rules --rules cpu-only --model "$TINY" --json); rc=$?
+check "--model (exit $rc)" '[ $rc -eq 0 ] && grep -q "\"types_from\":\"the model.s headers\"" <<<"$out"'
+out=$("$T" rules --config "$CFG" 2>&1); rc=$?
+check "--config needs --assume-type" '[ $rc -eq 2 ] && grep -q -- "--assume-type" <<<"$out"'
+"$T" rules --help >/dev/null || { echo "FAIL: --help"; fail=1; }
+
+# the engine runs CPU plans, and refuses GPU placements until the GPU path lands
+out=$("$T" eval --model "$TINY" --rules cpu-only --kernels ref 2>&1); rc=$?
+check "eval with a CPU plan (exit $rc)" '[ $rc -eq 0 ] && grep -q "\"pass\":true" <<<"$out"'
+out=$("$T" eval --model "$TINY" --override 'mlp\.gate$=cpu' --rules "$TANDEM_SOURCE_DIR/placement_rules/cpu-only.yaml" --json 2>&1); rc=$?
+check "eval with overrides (exit $rc)" '[ $rc -eq 0 ]'
+out=$("$T" eval --model "$TINY" --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
+check "eval refuses GPU placements (exit $rc)" '[ $rc -eq 1 ] && grep -q "GPU path is not written yet" <<<"$out"'
+out=$("$T" eval --model "$TINY" --override 'exps=CUDA0' 2>&1); rc=$?
+check "eval refuses GPU overrides (exit $rc)" '[ $rc -eq 1 ] && grep -q "by --override #1" <<<"$out"'
+exit $fail

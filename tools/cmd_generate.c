@@ -1,0 +1,200 @@
+/* tandem generate: one prompt, one answer, streamed; --json ends with one line of results. */
+#include "td_alloc.h"
+#include "td_chat_setup.h"
+#include "td_commands.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t td_gen_cancel;
+
+static void td_gen_on_sigint(int sig)
+{
+    (void)sig;
+    td_gen_cancel = 1;
+}
+
+static void td_generate_help(void)
+{
+    printf("usage: tandem generate [--model M] --prompt \"...\" [options]\n\n"
+           "Renders the prompt as one user turn in the model's chat format (--template raw: as plain text\n"
+           "after BOS), generates, and streams the answer to stdout. Greedy (--temp 0, the default) is\n"
+           "deterministic. With --json, nothing is streamed and stdout is one JSON line: text, tokens,\n"
+           "prompt_tokens, prompt_tok_s, decode_tok_s, mtp_acceptance, tokens_per_step, stop, ...\n\n"
+           "  --prompt P           the prompt text (--prompt-file F reads it from a file, - for stdin)\n"
+           "  --system S           a system prompt\n"
+           "  --stop S             stop at this text (repeatable, up to %d)\n"
+           "  --json               one JSON line of results instead of the streamed text\n"
+           "  --show-special       show special tokens in the text\n"
+           "  --ignore-eos         keep generating after the end-of-sentence token\n"
+           "%s",
+           TD_GEN_MAX_STOP, td_chat_opts_help());
+}
+
+typedef struct td_gen_opts {
+    td_chat_opts c;
+    const char *prompt, *prompt_file, *system;
+    const char *stop[TD_GEN_MAX_STOP];
+    int n_stop;
+    bool json, show_special, ignore_eos;
+} td_gen_opts;
+
+static int td_generate_parse(int argc, char **argv, td_gen_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->c.sampling = td_sampler_greedy();
+    o->c.max_tokens = 128;
+    td_args a;
+    td_args_init(&a, "generate", argc, argv);
+    while (td_args_next(&a)) {
+        int r = td_chat_opts_parse(&a, &o->c);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (td_args_is(&a, "--help") || td_args_is(&a, "-h")) {
+            td_generate_help();
+            return 0;
+        } else if (td_args_is(&a, "--prompt") || td_args_is(&a, "-p")) {
+            if (!(o->prompt = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--prompt-file")) {
+            if (!(o->prompt_file = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--system")) {
+            if (!(o->system = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--stop")) {
+            const char *v = td_args_value(&a);
+            if (!v) return 2;
+            if (!*v) return td_cli_usage_error("generate", "--stop: the stop text is empty");
+            if (o->n_stop == TD_GEN_MAX_STOP)
+                return td_cli_usage_error("generate", "--stop: at most %d stop strings", TD_GEN_MAX_STOP);
+            o->stop[o->n_stop++] = v;
+        } else if (td_args_is(&a, "--json")) {
+            o->json = true;
+        } else if (td_args_is(&a, "--show-special")) {
+            o->show_special = true;
+        } else if (td_args_is(&a, "--ignore-eos")) {
+            o->ignore_eos = true;
+        } else {
+            return td_args_unknown(&a);
+        }
+    }
+    if (!o->prompt == !o->prompt_file)
+        return td_cli_usage_error("generate", "give exactly one of --prompt and --prompt-file");
+    return -1;
+}
+
+static td_status td_read_prompt(const td_gen_opts *o, char **out)
+{
+    if (o->prompt) return (*out = td_strdup(o->prompt)) ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
+    FILE *f = strcmp(o->prompt_file, "-") == 0 ? stdin : fopen(o->prompt_file, "rb");
+    if (!f) return td_fail(TD_E_IO, "%s: cannot open the prompt file", o->prompt_file);
+    size_t cap = 4096, n = 0, got;
+    char *buf = td_malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *nb = cap < (64u << 20) ? td_realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                td_free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (f != stdin) fclose(f);
+    if (!buf) return td_fail(TD_E_NOMEM, "%s: the prompt is too large (64 MiB at most)", o->prompt_file);
+    buf[n] = '\0';
+    *out = buf;
+    return TD_OK;
+}
+
+static void td_gen_stream(void *user, td_gen_piece kind, const char *s, size_t n)
+{
+    (void)user;
+    (void)kind;
+    fwrite(s, 1, n, stdout);
+    fflush(stdout);
+}
+
+static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st)
+{
+    cJSON *j = cJSON_CreateObject();
+    size_t len;
+    const char *text = td_generator_text(rt->gen, &len);
+    cJSON_AddStringToObject(j, "text", text);
+    cJSON *toks = cJSON_AddArrayToObject(j, "tokens");
+    for (int64_t i = 0; i < out->n; i++) cJSON_AddItemToArray(toks, cJSON_CreateNumber(out->ids[i]));
+    cJSON_AddNumberToObject(j, "prompt_tokens", (double)(st->prompt_tokens + st->reused_tokens));
+    cJSON_AddNumberToObject(j, "generated_tokens", (double)st->gen_tokens);
+    cJSON_AddNumberToObject(j, "prompt_tok_s", st->prompt_tok_s);
+    cJSON_AddNumberToObject(j, "decode_tok_s", st->decode_tok_s);
+    if (isnan(st->mtp_acceptance))
+        cJSON_AddNullToObject(j, "mtp_acceptance");
+    else
+        cJSON_AddNumberToObject(j, "mtp_acceptance", st->mtp_acceptance);
+    cJSON_AddNumberToObject(j, "tokens_per_step", st->tokens_per_step);
+    cJSON_AddStringToObject(j, "stop", td_gen_stop_name(st->stop));
+    cJSON_AddNumberToObject(j, "ctx_used", (double)st->ctx_used);
+    cJSON_AddNumberToObject(j, "ctx_size", (double)st->ctx_size);
+    cJSON_AddStringToObject(j, "template", td_template_name(rt->tmpl));
+    cJSON_AddStringToObject(j, "model", rt->model->path);
+    char *s = cJSON_PrintUnformatted(j);
+    if (s) puts(s);
+    free(s);
+    cJSON_Delete(j);
+}
+
+int td_cmd_generate(int argc, char **argv)
+{
+    td_gen_opts o;
+    int rc = td_generate_parse(argc, argv, &o);
+    if (rc >= 0) return rc;
+    td_chat_rt rt;
+    char *prompt = NULL;
+    td_tokens ids = {0}, out = {0};
+    td_gen_stats st;
+    td_status s = td_read_prompt(&o, &prompt);
+    if (s == TD_OK)
+        s = td_chat_rt_open(&o.c, &rt);
+    else
+        memset(&rt, 0, sizeof rt);
+    if (s == TD_OK) {
+        td_chat_msg msgs[2] = {{TD_ROLE_SYSTEM, o.system ? o.system : ""}, {TD_ROLE_USER, prompt}};
+        s = o.system ? td_chat_rt_prompt(&rt, msgs, 2, &ids) : td_chat_rt_prompt(&rt, msgs + 1, 1, &ids);
+    }
+    if (s == TD_OK) {
+        signal(SIGINT, td_gen_on_sigint);
+        td_gen_params p = {.max_tokens = o.c.max_tokens,
+                           .stop = o.stop,
+                           .n_stop = o.n_stop,
+                           .show_special = o.show_special,
+                           .ignore_eos = o.ignore_eos,
+                           .starts_thinking = td_template_starts_thinking(rt.tmpl),
+                           .on_text = o.json ? NULL : td_gen_stream,
+                           .cancel = &td_gen_cancel};
+        s = td_generate(rt.gen, ids.ids, ids.n, &p, &out, &st);
+        signal(SIGINT, SIG_DFL);
+    }
+    if (s != TD_OK) {
+        rc = td_cli_fail("generate", s);
+    } else if (o.json) {
+        td_gen_json(&rt, &out, &st);
+        rc = 0;
+    } else {
+        printf("\n");
+        fprintf(stderr,
+                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s, %lld/%lld context, stop: %s]\n",
+                (long long)(st.prompt_tokens + st.reused_tokens), st.prompt_tok_s, (long long)st.gen_tokens,
+                st.decode_tok_s, (long long)st.ctx_used, (long long)st.ctx_size, td_gen_stop_name(st.stop));
+        rc = 0;
+    }
+    td_tokens_free(&ids);
+    td_tokens_free(&out);
+    td_free(prompt);
+    td_chat_rt_close(&rt);
+    return rc;
+}

@@ -1,0 +1,189 @@
+#include "td_chat_setup.h"
+
+#include "td_alloc.h"
+#include "td_gguf.h"
+#include "td_mmap.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The one place that decides which model runs when --model is not given. */
+#define TD_BUNDLED_MODEL "models/tandem-tiny-q8_0.gguf"
+
+/* The bundled model: $TANDEM_MODEL, else models/ in the source tree this binary was built from, else
+ * models/ beside the program's own directory (an installed or copied build). */
+const char *td_default_model_path(const char **looked)
+{
+    static char path[4096];
+    const char *env = getenv("TANDEM_MODEL");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+        if (looked) *looked = path;
+        return td_path_exists(path) ? path : NULL;
+    }
+#ifdef TANDEM_SOURCE_DIR
+    snprintf(path, sizeof path, "%s/%s", TANDEM_SOURCE_DIR, TD_BUNDLED_MODEL);
+    if (td_path_exists(path)) return path;
+#endif
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        static const char *const ups[] = {"../", "../../"};
+        for (int up = 0; up < 2; up++) {
+            if (strlen(exe) + strlen(ups[up]) + strlen(TD_BUNDLED_MODEL) + 2 > sizeof path) break;
+            snprintf(path, sizeof path, "%s/%s%s", exe, ups[up], TD_BUNDLED_MODEL);
+            if (td_path_exists(path)) return path;
+        }
+    }
+    snprintf(path, sizeof path, "%s", TD_BUNDLED_MODEL);
+    if (looked) *looked = path;
+    return td_path_exists(path) ? path : NULL;
+}
+
+const char *td_chat_opts_help(void)
+{
+    return "  --model M            HF directory, .safetensors or .gguf (default: the bundled tiny model)\n"
+           "  --tokenizer T        tokenizer.json, HF directory or .gguf (default: the model's own)\n"
+           "  --template T         chat format: auto (from the model), v3, r1, v3.1, v3.1-think, raw\n"
+           "  -n, --max-tokens N   tokens to generate at most (0: until EOS or a full context)\n"
+           "  --temp T             temperature; 0 = greedy (deterministic)\n"
+           "  --top-k K            keep the K most likely tokens (0: off)\n"
+           "  --top-p P            keep the smallest set of mass P (1: off)\n"
+           "  --min-p P            drop tokens below P x the top probability (0: off)\n"
+           "  --seed S             random seed for sampling\n"
+           "  --ctx N              context length in tokens (default: the model's, capped at 4096)\n"
+           "  --kernels K          ref | auto | avx2 | avx512 | amx (default auto)\n"
+           "  --threads N          CPU threads (default: all cores)\n";
+}
+
+int td_chat_opts_parse(td_args *a, td_chat_opts *o)
+{
+    const char *v;
+#define TD_VALUE()                                                                                                     \
+    do {                                                                                                               \
+        if (!(v = td_args_value(a))) return -1;                                                                        \
+    } while (0)
+    if (td_args_is(a, "--model")) {
+        TD_VALUE();
+        o->model = v;
+    } else if (td_args_is(a, "--tokenizer")) {
+        TD_VALUE();
+        o->tokenizer = v;
+    } else if (td_args_is(a, "--template")) {
+        TD_VALUE();
+        td_template t;
+        if (strcmp(v, "auto") != 0 && !td_template_from_name(v, &t)) {
+            td_cli_usage_error(a->cmd, "--template: '%s' is not one of auto, %s", v, td_template_names());
+            return -1;
+        }
+        o->template_name = v;
+    } else if (td_args_is(a, "--kernels")) {
+        TD_VALUE();
+        if (!td_kernels_from_name(v, &o->kernels)) {
+            td_cli_usage_error(a->cmd, "--kernels: '%s' is not one of ref, auto, avx2, avx512, amx", v);
+            return -1;
+        }
+    } else if (td_args_is(a, "--threads")) {
+        TD_VALUE();
+        if (!td_parse_int(a, v, 0, 4096, &o->threads)) return -1;
+    } else if (td_args_is(a, "--ctx")) {
+        TD_VALUE();
+        if (!td_parse_i64(a, v, 1, 1 << 24, &o->ctx)) return -1;
+    } else if (td_args_is(a, "-n") || td_args_is(a, "--max-tokens")) {
+        TD_VALUE();
+        if (!td_parse_i64(a, v, 0, 1 << 24, &o->max_tokens)) return -1;
+    } else if (td_args_is(a, "--temp") || td_args_is(a, "--temperature")) {
+        TD_VALUE();
+        if (!td_parse_double(a, v, 0, 100, &o->sampling.temperature)) return -1;
+    } else if (td_args_is(a, "--top-k")) {
+        TD_VALUE();
+        if (!td_parse_int(a, v, 0, 1 << 26, &o->sampling.top_k)) return -1;
+    } else if (td_args_is(a, "--top-p")) {
+        TD_VALUE();
+        if (!td_parse_double(a, v, 1e-9, 1, &o->sampling.top_p)) return -1;
+    } else if (td_args_is(a, "--min-p")) {
+        TD_VALUE();
+        if (!td_parse_double(a, v, 0, 0.999999, &o->sampling.min_p)) return -1;
+    } else if (td_args_is(a, "--seed")) {
+        TD_VALUE();
+        int64_t s;
+        if (!td_parse_i64(a, v, 0, INT64_MAX, &s)) return -1;
+        o->sampling.seed = (uint64_t)s;
+    } else {
+        return 0;
+    }
+#undef TD_VALUE
+    return 1;
+}
+
+/* GGUF general.name when there is one, else the file or directory name. */
+static void td_model_name(const td_model *m, char *buf, size_t cap)
+{
+    if (m->gguf && td_gguf_get_str_copy(m->gguf, "general.name", buf, cap) == TD_OK && buf[0]) return;
+    td_err_clear();
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", m->path);
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
+    snprintf(buf, cap, "%s", basename(copy));
+}
+
+td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
+{
+    memset(rt, 0, sizeof *rt);
+    const char *path = o->model, *looked;
+    if (!path && !(path = td_default_model_path(&looked)))
+        return td_fail(TD_E_NOT_FOUND,
+                       "no model given and the bundled one is missing (looked for %s); pass "
+                       "--model <dir|.gguf>, or set TANDEM_MODEL to a model file",
+                       looked);
+    td_model_params mp = {.quiet = o->quiet};
+    TD_TRY(td_model_open(path, &mp, &rt->model));
+    td_model_name(rt->model, rt->model_name, sizeof rt->model_name);
+    td_status st =
+        o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);
+    if (st != TD_OK) return st;
+    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads};
+    TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));
+    td_session_params sp = {.n_ctx = o->ctx};
+    TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
+    TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
+    TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
+    if (o->template_name && strcmp(o->template_name, "auto") != 0) {
+        td_template_from_name(o->template_name, &rt->tmpl);
+        rt->tmpl_why = "--template";
+    } else {
+        rt->tmpl = td_template_detect(td_tokenizer_chat_template(rt->tok), rt->model_name, &rt->tmpl_why);
+    }
+    size_t n;
+    int32_t bos = td_tokenizer_bos(rt->tok);
+    const char *b = bos >= 0 ? td_tokenizer_token_bytes(rt->tok, bos, &n) : NULL;
+    snprintf(rt->bos_text, sizeof rt->bos_text, "%.*s", b ? (int)n : 0, b ? b : "");
+    return TD_OK;
+}
+
+void td_chat_rt_close(td_chat_rt *rt)
+{
+    td_generator_free(rt->gen);
+    td_sampler_free(rt->sampler);
+    td_session_free(rt->session);
+    td_engine_close(rt->engine);
+    td_tokenizer_free(rt->tok);
+    td_model_close(rt->model);
+    memset(rt, 0, sizeof *rt);
+}
+
+td_status td_chat_rt_prompt(const td_chat_rt *rt, const td_chat_msg *msgs, int n, td_tokens *out)
+{
+    char *text;
+    TD_TRY(td_template_render(rt->tmpl, msgs, n, rt->bos_text, true, &text));
+    td_status st = td_tokenizer_encode(rt->tok, text, strlen(text), false, out);
+    td_free(text);
+    return st;
+}

@@ -1,0 +1,54 @@
+/* What `tandem chat` and `tandem generate` share: the default model, opening a model with its engine,
+ * session, tokenizer, sampler and generator in one go, the chat format, and the options that set them. */
+#ifndef TD_CHAT_SETUP_H
+#define TD_CHAT_SETUP_H
+
+#include "td_chat_template.h"
+#include "td_cli.h"
+#include "td_engine.h"
+#include "td_generate.h"
+#include "td_sampler.h"
+#include "td_tokenizer.h"
+
+/* The model used when --model is not given (NULL when none is found; *looked says where it looked). */
+const char *td_default_model_path(const char **looked);
+
+typedef struct td_chat_opts {
+    const char *model;         /* NULL: td_default_model_path() */
+    const char *tokenizer;     /* NULL: the model's own */
+    const char *template_name; /* NULL or "auto": chosen from the model */
+    td_kernels kernels;
+    int threads;
+    int64_t ctx; /* 0: the model's context, capped at 4096 */
+    td_sampler_params sampling;
+    int64_t max_tokens;
+    bool quiet;
+} td_chat_opts;
+
+/* Parses the options both commands take (--model, --tokenizer, --template, --kernels, --threads, --ctx,
+ * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens). Returns 1 when the option was one of
+ * them, 0 when it is not, -1 after printing an error. */
+int td_chat_opts_parse(td_args *a, td_chat_opts *o);
+/* The help lines for those options. */
+const char *td_chat_opts_help(void);
+
+typedef struct td_chat_rt {
+    td_model *model;
+    td_engine *engine;
+    td_session *session;
+    td_tokenizer *tok;
+    td_sampler *sampler;
+    td_generator *gen;
+    td_template tmpl;
+    const char *tmpl_why;
+    char model_name[256];
+    char bos_text[128];
+} td_chat_rt;
+
+td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt);
+void td_chat_rt_close(td_chat_rt *rt);
+
+/* Renders msgs with the runtime's template (ending where the answer starts) and tokenizes it. */
+td_status td_chat_rt_prompt(const td_chat_rt *rt, const td_chat_msg *msgs, int n, td_tokens *out);
+
+#endif
