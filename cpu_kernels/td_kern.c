@@ -16,45 +16,45 @@ size_t td_act_row_bytes(td_act a, int64_t cols)
     size_t b = 0;
     switch (a) {
     case TD_ACT_F32: b = (size_t)cols * sizeof(float); break;
-    case TD_ACT_Q8K: b = (size_t)((cols + TD_QK_K - 1) / TD_QK_K) * sizeof(td_block_q8_K); break;
+    case TD_ACT_Q8K: b = 2 * (size_t)((cols + TD_QK_K - 1) / TD_QK_K) * sizeof(td_block_q8_K); break;
     case TD_ACT_BF16: b = (size_t)td_round_up(cols, 32) * 2; break;
     default: return 0;
     }
     return (size_t)td_round_up((int64_t)b, 64);
 }
 
-size_t td_act_offset(td_act a, int64_t c0)
+/* One Q8_K block from m <= 256 values, zero-padded. */
+static void td_q8k_block_ref(const float *x, int64_t m, td_block_q8_K *blk)
 {
-    switch (a) {
-    case TD_ACT_F32: return (size_t)c0 * sizeof(float);
-    case TD_ACT_Q8K: return (size_t)(c0 / TD_QK_K) * sizeof(td_block_q8_K);
-    case TD_ACT_BF16: return (size_t)c0 * 2;
-    default: return 0;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < m; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
+    blk->d = amax / 127.0f;
+    for (int64_t i = 0; i < TD_QK_K; i++) {
+        int v = 0;
+        if (i < m) {
+            long q = lrintf(x[i] * iscale);
+            v = q > 127 ? 127 : q < -127 ? -127 : (int)q;
+        }
+        blk->qs[i] = (int8_t)v;
+    }
+    for (int g = 0; g < TD_QK_K / 16; g++) {
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += blk->qs[g * 16 + i];
+        blk->bsums[g] = (int16_t)sum;
     }
 }
 
-void td_act_q8k_ref(const float *x, int64_t cols, void *dst)
+void td_act_q8k_ref(const float *x, int64_t cols, int64_t b0, int64_t b1, void *dst)
 {
-    td_block_q8_K *blk = dst;
-    for (int64_t c0 = 0; c0 < cols; c0 += TD_QK_K, blk++) {
-        int64_t m = cols - c0 < TD_QK_K ? cols - c0 : TD_QK_K;
-        float amax = 0.0f;
-        for (int64_t i = 0; i < m; i++) amax = fmaxf(amax, fabsf(x[c0 + i]));
-        float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
-        blk->d = amax / 127.0f;
-        for (int64_t i = 0; i < TD_QK_K; i++) {
-            int v = 0;
-            if (i < m) {
-                long q = lrintf(x[c0 + i] * iscale);
-                v = q > 127 ? 127 : q < -127 ? -127 : (int)q;
-            }
-            blk->qs[i] = (int8_t)v;
-        }
-        for (int g = 0; g < TD_QK_K / 16; g++) {
-            int s = 0;
-            for (int i = 0; i < 16; i++) s += blk->qs[g * 16 + i];
-            blk->bsums[g] = (int16_t)s;
-        }
+    td_block_q8_K *row = dst;
+    int64_t nb = (cols + TD_QK_K - 1) / TD_QK_K;
+    float r[TD_QK_K];
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t c0 = b * TD_QK_K, m = cols - c0 < TD_QK_K ? cols - c0 : TD_QK_K;
+        td_q8k_block_ref(x + c0, m, &row[b]);
+        for (int64_t i = 0; i < m; i++) r[i] = x[c0 + i] - row[b].d * (float)row[b].qs[i];
+        td_q8k_block_ref(r, m, &row[nb + b]);
     }
 }
 
@@ -66,14 +66,25 @@ static void td_act_bf16_ref(const float *x, int64_t cols, void *dst)
     for (int64_t i = cols; i < padded; i++) o[i] = 0;
 }
 
-void td_act_prepare(td_act a, td_isa isa, const float *x, int64_t cols, void *dst)
+void td_act_prepare_range(td_act a, td_isa isa, const float *x, int64_t cols, int64_t c0, int64_t c1, void *dst)
 {
     switch (a) {
-    case TD_ACT_F32: memcpy(dst, x, (size_t)cols * sizeof(float)); break;
-    case TD_ACT_Q8K: (isa >= TD_ISA_AVX2 ? td_act_q8k_avx2 : td_act_q8k_ref)(x, cols, dst); break;
-    case TD_ACT_BF16: (isa >= TD_ISA_AVX2 ? td_act_bf16_avx2 : td_act_bf16_ref)(x, cols, dst); break;
+    case TD_ACT_F32: memcpy((float *)dst + c0, x + c0, (size_t)(c1 - c0) * sizeof(float)); break;
+    case TD_ACT_Q8K: {
+        int64_t b0 = c0 / TD_QK_K, b1 = (c1 + TD_QK_K - 1) / TD_QK_K;
+        (isa >= TD_ISA_AVX2 ? td_act_q8k_avx2 : td_act_q8k_ref)(x, cols, b0, b1, dst);
+        break;
+    }
+    case TD_ACT_BF16:
+        (isa >= TD_ISA_AVX2 ? td_act_bf16_avx2 : td_act_bf16_ref)(x + c0, c1 - c0, (uint16_t *)dst + c0);
+        break;
     default: break;
     }
+}
+
+void td_act_prepare(td_act a, td_isa isa, const float *x, int64_t cols, void *dst)
+{
+    td_act_prepare_range(a, isa, x, cols, 0, cols, dst);
 }
 
 size_t td_kern_scratch_bytes(int64_t max_cols)

@@ -8,8 +8,12 @@
  *
  * Activation formats:
  *  - TD_ACT_F32:  the float32 row as is.
- *  - TD_ACT_Q8K:  ceil(cols / 256) td_block_q8_K, the last zero-padded: d = max|x| / 127, symmetric, with
- *                 the sums of each 16 (for the K-quants' min and offset terms). Q8_0 weights use it too.
+ *  - TD_ACT_Q8K:  two rows of nb = ceil(cols / 256) td_block_q8_K (the last block zero-padded): x quantized
+ *                 (d = max|x| / 127 per block, symmetric, with the sums of each 16 for the K-quants' min and
+ *                 offset terms), then its rounding residual x - d*q quantized the same way. 8 + 8 bits: one
+ *                 scale per 256 at 8 bits alone crushes the small entries of heavy-tailed activations (mean
+ *                 KL 1.3e-2 on the fixtures; with the residual 5e-8). Kernels treat the residual row as a
+ *                 second token whose result is added to the first. Q8_0 weights use it too.
  *  - TD_ACT_BF16: the row rounded to bf16 (for the AMX tiles), padded with zeros to a multiple of 32. */
 #ifndef TD_KERN_H
 #define TD_KERN_H
@@ -29,13 +33,14 @@ typedef enum td_act {
 
 /* Bytes of one prepared activation row of `cols` inputs (a multiple of 64, so rows stay aligned). */
 size_t td_act_row_bytes(td_act a, int64_t cols);
-/* Byte offset of column c0 inside a prepared row (c0 a multiple of 256 for Q8_K, of 32 for bf16), so a
- * row can be prepared piece by piece: td_act_prepare(a, isa, x + c0, c1 - c0, row + offset). */
-size_t td_act_offset(td_act a, int64_t c0);
+/* Columns [c0, c1) of a row of `cols` (x is the whole row): c0 a multiple of 256 (of 32 for bf16), c1 the
+ * end of that block or cols. Lets a row be prepared piece by piece as its values appear. */
+void td_act_prepare_range(td_act a, td_isa isa, const float *x, int64_t cols, int64_t c0, int64_t c1, void *dst);
 /* Prepares one activation row with the best routine `isa` allows. */
 void td_act_prepare(td_act a, td_isa isa, const float *x, int64_t cols, void *dst);
-/* Scalar reference of the Q8_K activation quantization (the SIMD versions must match it exactly). */
-void td_act_q8k_ref(const float *x, int64_t cols, void *dst);
+/* Scalar reference of the Q8_K activation quantization, blocks [b0, b1) of a row of `cols` (the SIMD
+ * version must match it bit for bit). */
+void td_act_q8k_ref(const float *x, int64_t cols, int64_t b0, int64_t b1, void *dst);
 
 /* Per-thread memory a kernel may use (zeroed never; sized by td_kern_scratch_bytes). */
 typedef struct td_kern_ctx {
@@ -75,7 +80,7 @@ extern const td_kernel td_kernels_amx[];
 
 /* ISA helpers used by the generic kernel and the MoE glue (implemented per ISA file). */
 float td_dot_f32_avx2(const float *a, const float *b, int64_t n);
-void td_act_q8k_avx2(const float *x, int64_t cols, void *dst);
+void td_act_q8k_avx2(const float *x, int64_t cols, int64_t b0, int64_t b1, void *dst);
 void td_act_bf16_avx2(const float *x, int64_t cols, void *dst);
 /* y += a * x */
 void td_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);

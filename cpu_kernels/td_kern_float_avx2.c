@@ -33,40 +33,54 @@ void td_axpy_f32_avx2(float *y, float a, const float *x, int64_t n)
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* Same rounding as td_act_q8k_ref: lrintf(x * (127 / amax)) in the default round-to-nearest-even mode. */
-void td_act_q8k_avx2(const float *x, int64_t cols, void *dst)
+/* One full Q8_K block, with the rounding of td_act_q8k_ref: lrintf(x * (127 / amax)), nearest even. */
+static void td_q8k_block_avx2(const float *xb, td_block_q8_K *blk)
 {
-    td_block_q8_K *blk = dst;
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int64_t c0 = 0; c0 < cols; c0 += TD_QK_K, blk++) {
+    __m256 mx = _mm256_setzero_ps();
+    for (int i = 0; i < TD_QK_K; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(xb + i), absmask));
+    float amax = td_hmax8(mx);
+    float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
+    blk->d = amax / 127.0f;
+    __m256 is = _mm256_set1_ps(iscale);
+    int32_t sums4[64];
+    for (int i = 0; i < TD_QK_K; i += 32) {
+        __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i), is));
+        __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 8), is));
+        __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 16), is));
+        __m256i q3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 24), is));
+        /* packs interleave the 128-bit lanes; the permute restores element order */
+        __m256i p16a = _mm256_packs_epi32(q0, q1), p16b = _mm256_packs_epi32(q2, q3);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        p8 = _mm256_max_epi8(_mm256_min_epi8(p8, _mm256_set1_epi8(127)), _mm256_set1_epi8(-127));
+        _mm256_storeu_si256((__m256i *)(blk->qs + i), p8);
+        __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), p8);
+        _mm256_storeu_si256((__m256i *)(sums4 + i / 4), _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+    }
+    for (int g = 0; g < TD_QK_K / 16; g++)
+        blk->bsums[g] = (int16_t)(sums4[4 * g] + sums4[4 * g + 1] + sums4[4 * g + 2] + sums4[4 * g + 3]);
+}
+
+void td_act_q8k_avx2(const float *x, int64_t cols, int64_t b0, int64_t b1, void *dst)
+{
+    td_block_q8_K *row = dst;
+    int64_t nb = (cols + TD_QK_K - 1) / TD_QK_K;
+    float r[TD_QK_K];
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t c0 = b * TD_QK_K;
         if (cols - c0 < TD_QK_K) {
-            td_act_q8k_ref(x + c0, cols - c0, blk);
+            td_act_q8k_ref(x, cols, b, b + 1, dst);
             continue;
         }
-        const float *xb = x + c0;
-        __m256 mx = _mm256_setzero_ps();
-        for (int i = 0; i < TD_QK_K; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(xb + i), absmask));
-        float amax = td_hmax8(mx);
-        float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
-        blk->d = amax / 127.0f;
-        __m256 is = _mm256_set1_ps(iscale);
-        int32_t sums4[64];
-        for (int i = 0; i < TD_QK_K; i += 32) {
-            __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i), is));
-            __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 8), is));
-            __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 16), is));
-            __m256i q3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 24), is));
-            /* packs interleave the 128-bit lanes; the permute restores element order */
-            __m256i p16a = _mm256_packs_epi32(q0, q1), p16b = _mm256_packs_epi32(q2, q3);
-            __m256i p8 = _mm256_packs_epi16(p16a, p16b);
-            p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            p8 = _mm256_max_epi8(_mm256_min_epi8(p8, _mm256_set1_epi8(127)), _mm256_set1_epi8(-127));
-            _mm256_storeu_si256((__m256i *)(blk->qs + i), p8);
-            __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), p8);
-            _mm256_storeu_si256((__m256i *)(sums4 + i / 4), _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+        td_q8k_block_avx2(x + c0, &row[b]);
+        /* the residual, as the reference computes it: x - d * q, a product then a difference */
+        __m256 d = _mm256_set1_ps(row[b].d);
+        for (int i = 0; i < TD_QK_K; i += 8) {
+            __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row[b].qs + i))));
+            _mm256_storeu_ps(r + i, _mm256_sub_ps(_mm256_loadu_ps(x + c0 + i), _mm256_mul_ps(d, q)));
         }
-        for (int g = 0; g < TD_QK_K / 16; g++)
-            blk->bsums[g] = (int16_t)(sums4[4 * g] + sums4[4 * g + 1] + sums4[4 * g + 2] + sums4[4 * g + 3]);
+        td_q8k_block_avx2(r, &row[nb + b]);
     }
 }
 

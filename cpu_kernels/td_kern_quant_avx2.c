@@ -303,26 +303,28 @@ TD_INLINE void td_iq4_xs_block(const void *blk, const td_block_q8_K *const *xb, 
 
 /* ------------------------------------------------------------------ the row loops */
 
-/* One row against T tokens: blocks of `block_bytes`, each handled by BLOCK. */
+/* One row against T tokens (1 or 2): blocks of `block_bytes`, each handled by BLOCK for 2T virtual tokens,
+ * the T main activation rows and their T residual rows (nb blocks further), whose sums are added. */
 #define TD_ROW_T(NAME, BLOCK, BLOCK_BYTES)                                                                           \
     TD_INLINE void NAME(const uint8_t *row, int64_t nb, const void *const *x, int T, float *out)                   \
     {                                                                                                                \
         __m256 acc[4];                                                                                               \
         const td_block_q8_K *xb[4];                                                                                  \
-        TD_UNROLL \
+        TD_UNROLL                                                                                                    \
         for (int t = 0; t < T; t++) {                                                                                \
-            acc[t] = _mm256_setzero_ps();                                                                            \
+            acc[t] = acc[T + t] = _mm256_setzero_ps();                                                               \
             xb[t] = x[t];                                                                                            \
+            xb[T + t] = xb[t] + nb;                                                                                  \
         }                                                                                                            \
         for (int64_t b = 0; b < nb; b++) {                                                                           \
             for (size_t o = 0; o < (BLOCK_BYTES); o += 64)                                                           \
                 _mm_prefetch((const char *)row + (size_t)b * (BLOCK_BYTES) + TD_PREFETCH_BYTES + o, _MM_HINT_T0);    \
-            BLOCK(row + (size_t)b * (BLOCK_BYTES), xb, T, acc);                                                      \
-            TD_UNROLL \
-            for (int t = 0; t < T; t++) xb[t]++;                                                                     \
+            BLOCK(row + (size_t)b * (BLOCK_BYTES), xb, 2 * T, acc);                                                  \
+            TD_UNROLL                                                                                                \
+            for (int t = 0; t < 2 * T; t++) xb[t]++;                                                                 \
         }                                                                                                            \
-        TD_UNROLL \
-        for (int t = 0; t < T; t++) out[t] = td_hsum8(acc[t]);                                                       \
+        TD_UNROLL                                                                                                    \
+        for (int t = 0; t < T; t++) out[t] = td_hsum8(_mm256_add_ps(acc[t], acc[T + t]));                           \
     }
 
 #define TD_GEMV(NAME, ROW)                                                                                           \
@@ -331,18 +333,13 @@ TD_INLINE void td_iq4_xs_block(const void *blk, const td_block_q8_K *const *xb, 
     {                                                                                                                \
         (void)ctx;                                                                                                   \
         int64_t nb = w->cols / TD_QK_K;                                                                              \
-        float out[4] = {0, 0, 0, 0};                                                                                                \
+        float out[2] = {0, 0};                                                                                       \
         for (int64_t r = r0; r < r1; r++) {                                                                          \
             const uint8_t *row = w->data + (size_t)r * w->row_bytes;                                                 \
-            for (int64_t t = 0; t < n; t += 4) {                                                                     \
-                int T = (int)(n - t < 4 ? n - t : 4);                                                                \
-                switch (T) {                                                                                         \
-                case 4: ROW(row, nb, x + t, 4, out); break;                                                          \
-                case 3: ROW(row, nb, x + t, 3, out); break;                                                          \
-                case 2: ROW(row, nb, x + t, 2, out); break;                                                          \
-                default: ROW(row, nb, x + t, 1, out); break;                                                         \
-                }                                                                                                    \
-                TD_UNROLL \
+            for (int64_t t = 0; t < n; t += 2) {                                                                     \
+                int T = (int)(n - t < 2 ? n - t : 2);                                                                \
+                if (T == 2) ROW(row, nb, x + t, 2, out);                                                             \
+                else ROW(row, nb, x + t, 1, out);                                                                    \
                 for (int j = 0; j < T; j++) y[(t + j) * ldy + (r - r0)] = out[j];                                    \
             }                                                                                                        \
         }                                                                                                            \
@@ -363,13 +360,19 @@ TD_GEMV(td_gemv_iq4_xs_avx2, td_row_iq4_xs)
 
 /* ------------------------------------------------------------------ Q8_0 */
 
-/* Q8_0 blocks of 32 read the activations of Q8_K super-blocks (8 blocks each, partial last one). */
-TD_INLINE void td_row_q8_0(const uint8_t *rowp, int64_t nb, const void *const *x, int T, float *out)
+/* Q8_0 blocks of 32 read 32-value pieces of the Q8_K activation rows (8 per block, partial last block);
+ * 2T virtual tokens: the T main rows and their residual rows (nbk blocks further). */
+TD_INLINE void td_row_q8_0(const uint8_t *rowp, int64_t nb, int64_t nbk, const void *const *x, int T, float *out)
 {
     const td_block_q8_0 *row = (const td_block_q8_0 *)rowp;
     __m256 acc[4];
+    const td_block_q8_K *xr[4];
     TD_UNROLL
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int t = 0; t < T; t++) {
+        acc[t] = acc[T + t] = _mm256_setzero_ps();
+        xr[t] = x[t];
+        xr[T + t] = xr[t] + nbk;
+    }
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++) {
         _mm_prefetch((const char *)(row + b) + TD_PREFETCH_BYTES, _MM_HINT_T0);
@@ -377,34 +380,29 @@ TD_INLINE void td_row_q8_0(const uint8_t *rowp, int64_t nb, const void *const *x
         __m256i aw = _mm256_sign_epi8(wq, wq);
         float dw = td_h2f(row[b].d);
         TD_UNROLL
-        for (int t = 0; t < T; t++) {
-            const td_block_q8_K *sb = (const td_block_q8_K *)x[t] + b / 8;
+        for (int t = 0; t < 2 * T; t++) {
+            const td_block_q8_K *sb = xr[t] + b / 8;
             __m256i sx = _mm256_sign_epi8(td_ldx(sb, 32 * (int)(b % 8)), wq);
             __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * sb->d), acc[t]);
         }
     }
     TD_UNROLL
-    for (int t = 0; t < T; t++) out[t] = td_hsum8(acc[t]);
+    for (int t = 0; t < T; t++) out[t] = td_hsum8(_mm256_add_ps(acc[t], acc[T + t]));
 }
 
 static void td_gemv_q8_0_avx2(const td_kern_ctx *ctx, const td_matrix *w, int64_t r0, int64_t r1,
                               const void *const *x, int64_t n, float *y, int64_t ldy)
 {
     (void)ctx;
-    int64_t nb = w->cols / TD_QK8_0;
-    float out[4] = {0, 0, 0, 0};
+    int64_t nb = w->cols / TD_QK8_0, nbk = (w->cols + TD_QK_K - 1) / TD_QK_K;
+    float out[2] = {0, 0};
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-        for (int64_t t = 0; t < n; t += 4) {
-            int T = (int)(n - t < 4 ? n - t : 4);
-            switch (T) {
-            case 4: td_row_q8_0(row, nb, x + t, 4, out); break;
-            case 3: td_row_q8_0(row, nb, x + t, 3, out); break;
-            case 2: td_row_q8_0(row, nb, x + t, 2, out); break;
-            default: td_row_q8_0(row, nb, x + t, 1, out); break;
-            }
-            TD_UNROLL
+        for (int64_t t = 0; t < n; t += 2) {
+            int T = (int)(n - t < 2 ? n - t : 2);
+            if (T == 2) td_row_q8_0(row, nb, nbk, x + t, 2, out);
+            else td_row_q8_0(row, nb, nbk, x + t, 1, out);
             for (int j = 0; j < T; j++) y[(t + j) * ldy + (r - r0)] = out[j];
         }
     }

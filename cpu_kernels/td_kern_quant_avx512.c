@@ -19,7 +19,7 @@
 
 /* f16 -> f32 with the F16C instruction (every CPU with these kernels has it) */
 #define td_h2f(h) _cvtsh_ss(h)
-#define TD_T_MAX 8 /* tokens per pass */
+#define TD_T_MAX 8 /* virtual tokens per pass: up to 4 tokens, each with its residual activation row */
 #ifndef TD_PREFETCH_BLOCKS
 #define TD_PREFETCH_BLOCKS 4 /* software prefetch distance in blocks: +20% decode bandwidth on a Xeon (AMX host) */
 #endif
@@ -331,8 +331,10 @@ TD_INLINE void td_iq4_xs_pair(const uint8_t *a, const uint8_t *b, const td_block
 
 /* ------------------------------------------------------------------ Q8_0 */
 
-/* Rows of Q8_0 read 32-value pieces of Q8_K activation blocks; handled per block of 32 (b). */
-TD_INLINE void td_q8_0_pair_row(const uint8_t *a, const uint8_t *b, int64_t nb, const void *const *x, int T, __m512 *acc)
+/* Rows of Q8_0 read 32-value pieces of Q8_K activation blocks; handled per block of 32 (k). x holds the T
+ * virtual tokens' rows. */
+TD_INLINE void td_q8_0_pair_row(const uint8_t *a, const uint8_t *b, int64_t nb, const td_block_q8_K *const *x, int T,
+                                __m512 *acc)
 {
     const td_block_q8_0 *A = (const void *)a, *B = (const void *)b;
     for (int64_t k = 0; k < nb; k++) {
@@ -344,7 +346,7 @@ TD_INLINE void td_q8_0_pair_row(const uint8_t *a, const uint8_t *b, int64_t nb, 
         __m512 d2 = td_pair_ps(td_h2f(A[k].d), td_h2f(B[k].d));
         TD_UNROLL
         for (int t = 0; t < T; t++) {
-            const td_block_q8_K *sb = (const td_block_q8_K *)x[t] + k / 8;
+            const td_block_q8_K *sb = x[t] + k / 8;
             __m512i xv = td_ldx(sb, 32 * (int)(k % 8));
             __m512i sx = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
             __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
@@ -361,7 +363,8 @@ TD_INLINE void td_store_pair(__m512 acc, float *ya, float *yb)
     if (yb) *yb = td_hsum8(_mm512_extractf32x8_ps(acc, 1));
 }
 
-/* Rows r, r+1 (rb == ra when r is the last row) against T tokens. */
+/* Rows r, r+1 (rb == ra when r is the last row) against T tokens (up to 4): PAIR runs 2T virtual tokens,
+ * the main activation rows and their residual rows (nb blocks further), whose sums are added. */
 #define TD_PAIR_T(NAME, PAIR, BLOCK_BYTES)                                                                           \
     TD_INLINE void NAME(const uint8_t *ra, const uint8_t *rb, int64_t nb, const void *const *x, int T, float *ya,   \
                         float *yb, int64_t ldy)                                                                       \
@@ -370,8 +373,9 @@ TD_INLINE void td_store_pair(__m512 acc, float *ya, float *yb)
         const td_block_q8_K *xb[TD_T_MAX];                                                                           \
         TD_UNROLL                                                                                                    \
         for (int t = 0; t < T; t++) {                                                                                \
-            acc[t] = _mm512_setzero_ps();                                                                            \
+            acc[t] = acc[T + t] = _mm512_setzero_ps();                                                               \
             xb[t] = x[t];                                                                                            \
+            xb[T + t] = xb[t] + nb;                                                                                  \
         }                                                                                                            \
         for (int64_t b = 0; b < nb; b++) {                                                                           \
             if (TD_PREFETCH_BLOCKS)                                                                                  \
@@ -379,12 +383,13 @@ TD_INLINE void td_store_pair(__m512 acc, float *ya, float *yb)
                     _mm_prefetch((const char *)ra + (size_t)(b + TD_PREFETCH_BLOCKS) * (BLOCK_BYTES) + o, _MM_HINT_T0); \
                     _mm_prefetch((const char *)rb + (size_t)(b + TD_PREFETCH_BLOCKS) * (BLOCK_BYTES) + o, _MM_HINT_T0); \
                 }                                                                                                    \
-            PAIR(ra + (size_t)b * (BLOCK_BYTES), rb + (size_t)b * (BLOCK_BYTES), xb, T, acc);                         \
+            PAIR(ra + (size_t)b * (BLOCK_BYTES), rb + (size_t)b * (BLOCK_BYTES), xb, 2 * T, acc);                     \
             TD_UNROLL                                                                                                \
-            for (int t = 0; t < T; t++) xb[t]++;                                                                     \
+            for (int t = 0; t < 2 * T; t++) xb[t]++;                                                                 \
         }                                                                                                            \
         TD_UNROLL                                                                                                    \
-        for (int t = 0; t < T; t++) td_store_pair(acc[t], ya + t * ldy, yb ? yb + t * ldy : NULL);                  \
+        for (int t = 0; t < T; t++)                                                                                  \
+            td_store_pair(_mm512_add_ps(acc[t], acc[T + t]), ya + t * ldy, yb ? yb + t * ldy : NULL);                \
     }
 
 #define TD_GEMV(NAME, ROW, BLOCK_ELEMS)                                                                              \
@@ -396,14 +401,10 @@ TD_INLINE void td_store_pair(__m512 acc, float *ya, float *yb)
         for (int64_t r = r0; r < r1; r += 2) {                                                                       \
             bool two = r + 1 < r1;                                                                                   \
             const uint8_t *ra = w->data + (size_t)r * w->row_bytes, *rb = two ? ra + w->row_bytes : ra;             \
-            for (int64_t t = 0; t < n; t += TD_T_MAX) {                                                              \
-                int T = (int)(n - t < TD_T_MAX ? n - t : TD_T_MAX);                                                  \
+            for (int64_t t = 0; t < n; t += TD_T_MAX / 2) {                                                          \
+                int T = (int)(n - t < TD_T_MAX / 2 ? n - t : TD_T_MAX / 2);                                          \
                 float *ya = y + t * ldy + (r - r0), *yb = two ? ya + 1 : NULL;                                       \
                 switch (T) {                                                                                         \
-                case 8: ROW(ra, rb, nb, x + t, 8, ya, yb, ldy); break;                                               \
-                case 7: ROW(ra, rb, nb, x + t, 7, ya, yb, ldy); break;                                               \
-                case 6: ROW(ra, rb, nb, x + t, 6, ya, yb, ldy); break;                                               \
-                case 5: ROW(ra, rb, nb, x + t, 5, ya, yb, ldy); break;                                               \
                 case 4: ROW(ra, rb, nb, x + t, 4, ya, yb, ldy); break;                                               \
                 case 3: ROW(ra, rb, nb, x + t, 3, ya, yb, ldy); break;                                               \
                 case 2: ROW(ra, rb, nb, x + t, 2, ya, yb, ldy); break;                                               \
@@ -424,11 +425,17 @@ TD_INLINE void td_rows_q8_0(const uint8_t *ra, const uint8_t *rb, int64_t nb, co
                             float *yb, int64_t ldy)
 {
     __m512 acc[TD_T_MAX];
+    const td_block_q8_K *xv[TD_T_MAX];
+    int64_t nbk = (nb * TD_QK8_0 + TD_QK_K - 1) / TD_QK_K; /* Q8_K blocks per activation row */
     TD_UNROLL
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    td_q8_0_pair_row(ra, rb, nb, x, T, acc);
+    for (int t = 0; t < T; t++) {
+        acc[t] = acc[T + t] = _mm512_setzero_ps();
+        xv[t] = x[t];
+        xv[T + t] = xv[t] + nbk;
+    }
+    td_q8_0_pair_row(ra, rb, nb, xv, 2 * T, acc);
     TD_UNROLL
-    for (int t = 0; t < T; t++) td_store_pair(acc[t], ya + t * ldy, yb ? yb + t * ldy : NULL);
+    for (int t = 0; t < T; t++) td_store_pair(_mm512_add_ps(acc[t], acc[T + t]), ya + t * ldy, yb ? yb + t * ldy : NULL);
 }
 
 TD_GEMV(td_gemv_q2_K_avx512, td_rows_q2_K, TD_QK_K)

@@ -140,8 +140,7 @@ static void td_moe_prepare_h(td_cpu *cpu, const td_moe_job *j, int e, int64_t r0
     td_act hact = j->kd->act;
     int64_t s1 = m->fill[e], s0 = s1 - m->count[e];
     for (int64_t s = s0; s < s1; s++)
-        td_act_prepare(hact, cpu->isa, m->h + (size_t)s * (size_t)j->F + r0, r1 - r0,
-                       m->hq + (size_t)s * m->hq_row + td_act_offset(hact, r0));
+        td_act_prepare_range(hact, cpu->isa, m->h + (size_t)s * (size_t)j->F, j->F, r0, r1, m->hq + (size_t)s * m->hq_row);
 }
 
 static void td_moe_gate_up(const td_pool_task *t, const td_moe_job *j)

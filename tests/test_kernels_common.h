@@ -56,8 +56,12 @@ static void tk_act_seen(td_act a, const float *x, int64_t cols, float *out)
         for (int64_t c = 0; c < cols; c++) out[c] = td_bf16_to_f32(td_f32_to_bf16(x[c]));
     } else {
         td_block_q8_K *q = td_malloc_aligned(td_act_row_bytes(TD_ACT_Q8K, cols), 64);
-        td_act_q8k_ref(x, cols, q);
-        for (int64_t c = 0; c < cols; c++) out[c] = q[c / TD_QK_K].d * (float)q[c / TD_QK_K].qs[c % TD_QK_K];
+        int64_t nb = (cols + TD_QK_K - 1) / TD_QK_K;
+        td_act_q8k_ref(x, cols, 0, nb, q);
+        for (int64_t c = 0; c < cols; c++) { /* main + residual */
+            const td_block_q8_K *m = &q[c / TD_QK_K], *r = &q[nb + c / TD_QK_K];
+            out[c] = (float)((double)m->d * m->qs[c % TD_QK_K] + (double)r->d * r->qs[c % TD_QK_K]);
+        }
         td_free(q);
     }
 }
@@ -246,8 +250,8 @@ static void tk_check_act(td_isa isa)
         memset(a, 0xAB, qb);
         memset(r, 0xAB, qb);
         td_act_prepare(TD_ACT_Q8K, isa, x, cols, a);
-        td_act_q8k_ref(x, cols, r);
-        TD_CHECKF(memcmp(a, r, (size_t)((cols + 255) / 256) * sizeof(td_block_q8_K)) == 0,
+        td_act_q8k_ref(x, cols, 0, (cols + 255) / 256, r);
+        TD_CHECKF(memcmp(a, r, 2 * (size_t)((cols + 255) / 256) * sizeof(td_block_q8_K)) == 0,
                   "Q8_K activations (%s) differ from the reference at %lld columns", td_isa_name(isa), (long long)cols);
         td_act_prepare(TD_ACT_BF16, isa, x, cols, ba);
         int bad = 0;
