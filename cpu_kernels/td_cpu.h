@@ -11,7 +11,8 @@
 #include <stdint.h>
 
 typedef enum td_kernels {
-    TD_KERNELS_AUTO = 0,   /* the fastest the CPU supports (falls back to ref for types without one) */
+    TD_KERNELS_AUTO = 0,   /* the fastest the CPU supports, on all threads (types without a SIMD kernel use
+                            * the reference dequantizer row by row with a vector dot) */
     TD_KERNELS_REF = 1,    /* scalar reference: float32 accumulation, weights dequantized on the fly */
     TD_KERNELS_AVX2 = 2,
     TD_KERNELS_AVX512 = 3,
@@ -34,6 +35,10 @@ typedef struct td_cpu_params {
     int64_t max_cols;    /* widest matrix row (input features) */
     int64_t hidden;      /* model width, for the MoE scratch */
     int64_t ffn_width;   /* widest FFN (dense, shared or expert) */
+    int64_t expert_width; /* routed expert FFN width (0: ffn_width) */
+    int n_experts;       /* routed experts per MoE layer (0: 256) */
+    int top_k;           /* experts per token (0: 8) */
+    const char *topology; /* hwloc synthetic topology for tests ("pack:2 numa:1 core:2 pu:1"); NULL: this machine */
 } td_cpu_params;
 
 typedef struct td_cpu td_cpu;
@@ -42,6 +47,12 @@ td_status td_cpu_create(const td_cpu_params *p, td_cpu **out);
 void td_cpu_free(td_cpu *cpu);
 td_kernels td_cpu_kernels(const td_cpu *cpu);
 int td_cpu_threads(const td_cpu *cpu);
+/* NUMA nodes the threads run on (1 on most machines). */
+int td_cpu_nodes(const td_cpu *cpu);
+/* One line: ISA in use, threads, nodes, pinning ("avx2, 16 threads on 1 NUMA node, pinned"). */
+const char *td_cpu_describe(const td_cpu *cpu, char *buf, int cap);
+/* The kernel a matrix of this type and width gets for batches of n_tok tokens ("q4_K/avx2", "ref"). */
+const char *td_cpu_kernel_name(const td_cpu *cpu, td_type type, int64_t cols, int64_t n_tok);
 
 /* y[t][r] = sum_c W[r][c] x[t][c] for t < n (x: [n][cols], y: [n][rows]). */
 void td_cpu_linear(td_cpu *cpu, const td_matrix *w, const float *x, int64_t n, float *y);
@@ -61,5 +72,12 @@ typedef struct td_moe_batch {
     float *out;            /* [n_tok][hidden], accumulated into */
 } td_moe_batch;
 void td_cpu_moe(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const td_moe_batch *b);
+
+/* Moves each expert's weight pages to the NUMA node that computes it (libnuma), once at load. Experts
+ * are split across nodes, never duplicated; a no-op on one node. Best effort: pages the kernel cannot
+ * move stay where they are (the result is the same, only slower). */
+td_status td_cpu_moe_place(td_cpu *cpu, const td_ffn_weights *experts, int n_experts);
+/* The node (0-based) that computes expert e of n_experts. */
+int td_cpu_expert_node(const td_cpu *cpu, int e, int n_experts);
 
 #endif

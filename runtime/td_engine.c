@@ -21,7 +21,9 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
     if (shared > ffn) ffn = shared;
     int64_t max_cols = model->max_cols > hp->hidden_size * 2 ? model->max_cols : hp->hidden_size * 2;
     td_cpu_params cp = {.kernels = params.kernels, .n_threads = params.n_threads, .max_tokens = params.max_batch,
-                        .max_cols = max_cols, .hidden = hp->hidden_size, .ffn_width = ffn};
+                        .max_cols = max_cols, .hidden = hp->hidden_size, .ffn_width = ffn,
+                        .expert_width = hp->moe_intermediate_size, .n_experts = hp->n_routed_experts,
+                        .top_k = hp->n_experts_per_tok};
     td_engine *e = td_calloc(1, sizeof *e);
     if (!e) return td_fail(TD_E_NOMEM, "out of memory");
     e->model = model;
@@ -31,6 +33,9 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
         td_free(e);
         return st;
     }
+    /* routed experts onto the NUMA node that computes them (no-op on one node) */
+    for (int l = 0; l < hp->n_layers; l++)
+        if (model->layers[l].is_moe) td_cpu_moe_place(e->cpu, model->layers[l].moe.experts, hp->n_routed_experts);
     *out = e;
     return TD_OK;
 }

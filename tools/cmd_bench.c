@@ -6,8 +6,10 @@
 #include <string.h>
 
 static const td_bench td_benches[] = {
-    /* {"membw", td_bench_membw, "..."}, one line per benchmark */
+    /* one line per benchmark */
     {"tokenize", td_bench_tokenize, "tokenizer encoding speed on one core (MB/s of text)"},
+    {"membw", td_bench_membw, "read bandwidth of all cores: the roofline of decoding"},
+    {"experts", td_bench_experts, "routed-expert FFN at DeepSeek-V3 shapes: GB/s vs membw, TFLOP/s"},
     {"mtp", td_bench_mtp, "decode tok/s with MTP speculative decoding vs plain, acceptance, experts per verify"},
     {NULL, NULL, NULL},
 };

@@ -9,6 +9,8 @@ typedef struct td_bench {
 } td_bench;
 
 int td_bench_tokenize(int argc, char **argv);
+int td_bench_membw(int argc, char **argv);
+int td_bench_experts(int argc, char **argv);
 int td_bench_mtp(int argc, char **argv);
 
 #endif

@@ -27,9 +27,11 @@ wait_for() {
   done
   bad "timed out waiting for '$pat' (x$count)"; pane | tail -n 20; return 1
 }
+# --kernels ref: the Ctrl-C check below needs an answer still streaming after a second; the fast kernels
+# finish the tiny model's whole answer before that
 start() {
   tmux -L "$sock" -f /dev/null new-session -d -s chat -x 200 -y 50 \
-    "env HOME='$tmp/home' XDG_STATE_HOME= TANDEM_SHARED='$TANDEM_SHARED' '$TANDEM' chat ${model[*]} --threads 2 --ctx 4096 --temp 0 -n 10 $*; echo CHAT-EXITED rc=\$?; sleep 60"
+    "env HOME='$tmp/home' XDG_STATE_HOME= TANDEM_SHARED='$TANDEM_SHARED' '$TANDEM' chat ${model[*]} --kernels ref --threads 2 --ctx 4096 --temp 0 -n 10 $*; echo CHAT-EXITED rc=\$?; sleep 60"
 }
 
 start

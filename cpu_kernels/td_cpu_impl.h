@@ -1,0 +1,80 @@
+/* td_cpu internals shared by td_cpu.c (context, dense products) and td_moe.c (routed experts). */
+#ifndef TD_CPU_IMPL_H
+#define TD_CPU_IMPL_H
+
+#include "td_cpu.h"
+#include "td_kern.h"
+#include "td_pool.h"
+#include "td_topo.h"
+
+#include <stdatomic.h>
+
+#define TD_MOE_ROWS_UP 256   /* gate/up rows per work item with the AMX tiles; one Q8_K block of h */
+#define TD_MOE_ROWS_UP_GEMV 64 /* ... with the vector kernels: finer items balance the threads better */
+#define TD_MOE_HBLK 256      /* h is prepared for the down projection in blocks of this many rows */
+#define TD_MOE_ROWS_DOWN 64  /* down rows per work item */
+#define TD_MOE_TOK_BATCH 64  /* tokens of one expert per kernel call */
+
+typedef struct td_moe_scratch {
+    int max_experts, top_k;
+    int64_t max_slots;        /* max_tokens * top_k */
+    int32_t *count;           /* [max_experts + 1] tokens per expert, then prefix sums */
+    int32_t *fill;            /* [max_experts] */
+    int32_t *active;          /* [max_experts] experts with tokens, grouped by node */
+    int node_active[TD_TOPO_MAX_NODES + 1]; /* active[] ranges per node */
+    int32_t *slot_tok;        /* [max_slots] token of each slot (slots grouped by expert) */
+    float *slot_w;            /* [max_slots] its routing weight */
+    uint8_t *xq;              /* [max_tokens][x row bytes] prepared inputs */
+    size_t xq_row;
+    float *h;                 /* [max_slots][ffn_width] silu(gate) * up */
+    uint8_t *hq;              /* [max_slots][h row bytes] prepared h */
+    size_t hq_row;
+    const void **xptr;        /* [max_slots] */
+    const void **hptr;        /* [max_slots] */
+    float *partial;           /* [n_nodes][max_tokens][hidden] when more than one node computes */
+    float *xg, *yg;           /* [max_tokens][hidden] tokens of one expert (reference path) */
+    _Atomic int32_t *hblk_done; /* [max_experts][h blocks] gate/up items finished per block of h */
+    int64_t n_hblk;
+} td_moe_scratch;
+
+struct td_cpu {
+    td_cpu_params p;
+    td_isa isa;               /* kernels allowed (TD_ISA_SCALAR with TD_KERNELS_REF) */
+    bool ref;
+    td_topo *topo;
+    td_pool *pool;
+    int nth;
+    float *row_buf;           /* [max_cols] for the reference path */
+    uint8_t *kscratch;        /* [nth][kscratch_stride] kernel scratch and tiles */
+    size_t kscratch_stride;
+    size_t kern_bytes;        /* the kernel's part of each thread's scratch */
+    uint8_t *xa;              /* [max_tokens][act row of max_cols] prepared activations */
+    size_t xa_row;
+    const void **xptr;        /* [max_tokens] */
+    float *h_gate, *h_up;     /* [max_tokens][ffn_width] */
+    float *partials;          /* [nth][max_cols] for the transposed product */
+    td_moe_scratch moe;
+    _Atomic int64_t next[TD_TOPO_MAX_NODES][2]; /* work counters per node and phase */
+};
+
+/* Per-thread memory: the kernel's scratch first, then `tiles` bytes for the caller. */
+static inline td_kern_ctx td_cpu_kctx(const td_cpu *cpu, int ith)
+{
+    return (td_kern_ctx){cpu->kscratch + (size_t)ith * cpu->kscratch_stride, cpu->kern_bytes, false};
+}
+static inline float *td_cpu_tiles(const td_cpu *cpu, int ith)
+{
+    return (float *)(cpu->kscratch + (size_t)ith * cpu->kscratch_stride + cpu->kern_bytes);
+}
+/* Bytes of the caller part of the per-thread scratch. */
+size_t td_cpu_tile_bytes(const td_cpu_params *p);
+
+/* The kernel for a matrix (a table kernel, else the generic one). */
+const td_kernel *td_cpu_pick(const td_cpu *cpu, const td_matrix *w, int64_t n_tok);
+
+td_status td_moe_scratch_alloc(td_cpu *cpu);
+void td_moe_scratch_free(td_moe_scratch *m);
+void td_moe_run(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const td_moe_batch *b);
+void td_moe_ref(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const td_moe_batch *b);
+
+#endif

@@ -1,0 +1,135 @@
+#include "td_roofline.h"
+
+#include "td_alloc.h"
+#include "td_cpu_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double td_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t td_cpu_llc_bytes(const td_cpu *cpu)
+{
+    if (cpu->topo) return td_topo_llc_bytes(cpu->topo);
+    td_topo *t = NULL;
+    uint64_t b = 0;
+    if (td_topo_load(NULL, &t) == TD_OK) b = td_topo_llc_bytes(t);
+    td_topo_free(t);
+    return b;
+}
+
+typedef struct td_membw_job {
+    uint8_t *buf;
+    size_t bytes;
+    bool touch;
+    bool avx512;
+    _Atomic uint64_t sink;
+} td_membw_job;
+
+static void td_membw_task(const td_pool_task *t, void *arg)
+{
+    td_membw_job *j = arg;
+    size_t units = j->bytes / 256;
+    size_t u0 = units * (size_t)t->ith / (size_t)t->nth, u1 = units * (size_t)(t->ith + 1) / (size_t)t->nth;
+    uint8_t *p = j->buf + u0 * 256;
+    size_t n = (u1 - u0) * 256;
+    if (j->touch) { /* first touch from the reading thread: pages land on its node */
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t v = (uint64_t)(i + u0) * 0x9e3779b97f4a7c15ull;
+            memcpy(p + i, &v, 8);
+        }
+        return;
+    }
+    uint64_t s = j->avx512 ? td_read_avx512(p, n) : td_read_avx2(p, n);
+    atomic_fetch_xor_explicit(&j->sink, s, memory_order_relaxed);
+}
+
+static void td_cpu_run_all(td_cpu *cpu, td_pool_fn fn, void *arg)
+{
+    if (cpu->pool) {
+        td_pool_run(cpu->pool, fn, arg);
+    } else {
+        td_pool_task solo = {.ith = 0, .nth = 1};
+        fn(&solo, arg);
+    }
+}
+
+static int td_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_result *out)
+{
+    *out = (td_membw_result){0};
+    if (!td_cpu_has_isa(TD_ISA_AVX2)) return td_fail(TD_E_UNSUPPORTED, "the bandwidth probe needs AVX2");
+    if (bytes == 0) {
+        uint64_t llc = td_cpu_llc_bytes(cpu);
+        bytes = 8 * llc > (1ull << 30) ? 8 * llc : (1ull << 30);
+    }
+    bytes = (bytes + 255) / 256 * 256;
+    if (passes < 1) passes = 10;
+    td_membw_job j = {.bytes = (size_t)bytes, .touch = true, .avx512 = td_cpu_has_isa(TD_ISA_AVX512)};
+    j.buf = td_malloc_aligned((size_t)bytes, 4096);
+    double *t = td_calloc((size_t)passes, sizeof *t);
+    if (!j.buf || !t) {
+        td_free(j.buf);
+        td_free(t);
+        return td_fail(TD_E_NOMEM, "out of memory for a %llu MiB bandwidth buffer (lower --size)",
+                       (unsigned long long)(bytes >> 20));
+    }
+    td_cpu_run_all(cpu, td_membw_task, &j);
+    j.touch = false;
+    td_cpu_run_all(cpu, td_membw_task, &j); /* warm the TLB and the clocks */
+    for (int i = 0; i < passes; i++) {
+        double t0 = td_seconds();
+        td_cpu_run_all(cpu, td_membw_task, &j);
+        t[i] = td_seconds() - t0;
+    }
+    qsort(t, (size_t)passes, sizeof *t, td_cmp_double);
+    out->gbps_best = (double)bytes / t[0] * 1e-9;
+    out->gbps_median = (double)bytes / t[passes / 2] * 1e-9;
+    out->bytes = bytes;
+    out->passes = passes;
+    out->isa = j.avx512 ? "avx512" : "avx2";
+    td_free(j.buf);
+    td_free(t);
+    return TD_OK;
+}
+
+typedef struct td_peak_job {
+    td_isa isa;
+    int64_t iters;
+    _Atomic uint64_t flops; /* total, in units of 1 FLOP */
+} td_peak_job;
+
+static void td_peak_task(const td_pool_task *t, void *arg)
+{
+    (void)t;
+    td_peak_job *j = arg;
+    double f = j->isa == TD_ISA_AMX      ? td_amx_bf16_loop(j->iters)
+               : j->isa == TD_ISA_AVX512 ? td_fma_loop_avx512(j->iters)
+                                         : td_fma_loop_avx2(j->iters);
+    atomic_fetch_add(&j->flops, (uint64_t)f);
+}
+
+double td_peak_flops(td_cpu *cpu, td_isa isa)
+{
+    if (!td_cpu_has_isa(isa) || isa == TD_ISA_SCALAR) return 0;
+    td_peak_job j = {.isa = isa, .iters = 1000};
+    for (;;) { /* grow until one run takes 50 ms */
+        atomic_store(&j.flops, 0);
+        double t0 = td_seconds();
+        td_cpu_run_all(cpu, td_peak_task, &j);
+        double dt = td_seconds() - t0;
+        if (dt > 0.05 || j.iters > (1ll << 40)) return (double)atomic_load(&j.flops) / dt;
+        j.iters *= dt > 0.005 ? 4 : 16;
+    }
+}

@@ -1,0 +1,41 @@
+/* td_roofline: the machine's limits, measured on the pool of a CPU context, for benchmarks to report
+ * their results against:
+ *  - read bandwidth: each thread streams its own slice of a buffer several times the last-level cache
+ *    with the widest vector loads and several independent accumulators;
+ *  - compute peak: register-only loops of the instruction the kernels use (AMX bf16 tiles, AVX-512 or
+ *    AVX2 fused multiply-adds), all threads at once. */
+#ifndef TD_ROOFLINE_H
+#define TD_ROOFLINE_H
+
+#include "td_cpu.h"
+#include "td_cpu_features.h"
+#include "td_status.h"
+
+#include <stdint.h>
+
+typedef struct td_membw_result {
+    double gbps_best;    /* the fastest pass, GB/s (1e9 bytes) */
+    double gbps_median;
+    uint64_t bytes;      /* buffer size */
+    int passes;
+    const char *isa;     /* loads used */
+} td_membw_result;
+
+/* bytes 0: max(8 x last-level cache, 1 GiB). */
+td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_result *out);
+
+/* FLOP/s of `isa`'s multiply-add instruction on all threads (AMX: bf16 tiles). */
+double td_peak_flops(td_cpu *cpu, td_isa isa);
+
+/* Last-level cache of this machine, bytes (0 if unknown). */
+uint64_t td_cpu_llc_bytes(const td_cpu *cpu);
+
+/* Per ISA file: read `bytes` (a multiple of 256, 64-byte aligned); returns a value that depends on the data. */
+uint64_t td_read_avx2(const void *p, size_t bytes);
+uint64_t td_read_avx512(const void *p, size_t bytes);
+/* `iters` rounds of independent multiply-adds; returns the FLOPs done. */
+double td_fma_loop_avx2(int64_t iters);
+double td_fma_loop_avx512(int64_t iters);
+double td_amx_bf16_loop(int64_t iters);
+
+#endif

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# tandem eval --kernels auto (the fast kernels on all threads) passes on every fixture: mean KL divergence
+# <= 1e-3 and top-1 agreement >= 0.98 against the outside references. Also with each forced ISA this CPU
+# has, with 1 and 3 threads, and on a GGUF file once the GGUF reader can open it.
+set -u
+fail=0
+fx="$TANDEM_SHARED/fixtures"
+models=("$fx"/safetensors/*/)
+for g in "$fx"/gguf/*.gguf; do
+  if "$TANDEM" inspect "$g" >/dev/null 2>&1; then models+=("$g"); else echo "skip: $(basename "$g") (this build cannot open GGUF yet)"; fi
+done
+check() { # model, extra args...
+  local m=$1; shift
+  local out rc last kld top
+  out=$("$TANDEM" eval --model "$m" --json "$@" 2>&1); rc=$?
+  last=$(printf '%s\n' "$out" | tail -n 1)
+  if printf '%s' "$out" | grep -q "does not offer"; then echo "skip: $* on this CPU"; return; fi
+  kld=$(printf '%s' "$last" | sed -n 's/.*"kld_mean":\([^,}]*\).*/\1/p')
+  top=$(printf '%s' "$last" | sed -n 's/.*"top1_agree":\([^,}]*\).*/\1/p')
+  if [ $rc -ne 0 ] || ! printf '%s' "$last" | grep -q '"pass":true' || [ -z "$kld" ] ||
+     ! awk -v k="$kld" -v t="$top" 'BEGIN { exit !(k <= 1e-3 && t >= 0.98) }'; then
+    echo "FAIL: eval $(basename "$m") $* (rc=$rc)"; printf '%s\n' "$out" | tail -n 5; fail=1
+  else
+    echo "ok: $(basename "$m") $*: kld_mean $kld, top1 $top"
+  fi
+}
+for m in "${models[@]}"; do
+  m=${m%/}
+  check "$m" --kernels auto
+  check "$m" --kernels auto --threads 1
+  check "$m" --kernels auto --threads 3
+  check "$m" --kernels avx2 --threads 2
+  check "$m" --kernels avx512 --threads 2
+  check "$m" --kernels amx --threads 2
+done
+# a forced ISA the CPU lacks is a clear error, not a crash
+for k in avx2 avx512 amx; do
+  out=$("$TANDEM" eval --model "$fx/safetensors/tiny-dsv3-bf16" --kernels $k 2>&1); rc=$?
+  if [ $rc -ne 0 ] && ! printf '%s' "$out" | grep -q "does not offer"; then
+    echo "FAIL: --kernels $k failed without saying why (rc=$rc)"; printf '%s\n' "$out" | tail -n 3; fail=1
+  fi
+done
+exit $fail
