@@ -1,14 +1,16 @@
-/* Speculative sampling keeps the main model's distribution: at temperature 1, with a fixed context and a
+/* Speculative sampling keeps the main model's distribution. At temperature 1, with a fixed context and a
  * fixed next token, the token after next (the one the MTP block drafts) is sampled 20,000 times through
  * the real speculative step (MTP draft, verify pass of 2, accept with min(1, p/q) or draw from
  * (p - q)+, rewind of both caches) and 20,000 times without MTP. Chi-square tests (seeded, p > 0.01,
  * rare tokens pooled so every expected count is at least 5) must not tell them apart, nor the MTP
  * samples from the exact distribution. Two wrong samplers (the raw draft distribution, and a resample
- * from p instead of (p - q)+) must be told apart, which shows the test can fail.
+ * from p instead of (p - q)+) must be told apart, which shows the test can fail. Two more cases: the
+ * token after that with chained drafts (k = 2), and sampling with temperature, top-k and top-p, where
+ * drafts can fall outside the target's kept set.
  *
- * The samples without MTP are drawn from the main model's exact distribution at that position, computed
- * once: plain decoding would run the same forward pass 20,000 times and draw from the same numbers.
- * Statistical, so it runs in the normal test pass only (skipped under the sanitizers). */
+ * The samples without MTP are drawn from the main model's exact distributions at those positions,
+ * computed once: plain decoding would run the same forward passes every time and draw from the same
+ * numbers. Statistical, so it runs in the normal test pass only (skipped under the sanitizers). */
 #include "td_alloc.h"
 #include "td_engine.h"
 #include "td_generate.h"
@@ -110,6 +112,140 @@ static td_tokenizer *td_plain_tokenizer(int n)
     return t;
 }
 
+typedef struct td_dist {
+    td_model *m;
+    td_engine *e;
+    td_session *s;
+    td_sampler *smp, *plain_smp;
+    td_generator *g;
+    td_tokenizer *tok;
+    int64_t V, T;
+    int32_t ctx[128];
+    int32_t next; /* the fixed next token */
+} td_dist;
+
+/* The main model's distribution after the context, `next` and then `after` (-1: none), with the
+ * sampler's settings, computed as plain decoding computes it (one token per forward). */
+static void td_exact(td_dist *d, int32_t after, float *p)
+{
+    TD_CHECK(td_generator_rewind(d->g, d->T) == TD_OK);
+    TD_CHECK(td_session_forward(d->s, &d->next, 1, NULL, NULL) == TD_OK);
+    if (after >= 0) TD_CHECK(td_session_forward(d->s, &after, 1, NULL, NULL) == TD_OK);
+    td_sampler_probs(d->smp, td_session_logits(d->s), p);
+}
+
+/* One MTP sample: the depth-th token (1 or 2) generated after the context and `next`. */
+static int32_t td_mtp_sample(td_dist *d, td_mtp_spec *sp, int depth)
+{
+    int32_t out[16];
+    int n = 0, have = 0;
+    TD_CHECK(td_generator_rewind(d->g, d->T) == TD_OK && td_generator_set_pending(d->g, &d->next, 1) == TD_OK);
+    while (have < depth) {
+        if (!TD_CHECK(td_mtp_spec_step(d->g, sp, out, &n, 16) == TD_OK && n >= 1)) return 0;
+        if (have + n >= depth) return out[depth - 1 - have];
+        have += n;
+    }
+    return 0;
+}
+
+typedef struct td_case {
+    const char *name;
+    td_sampler_params sampling;
+    int k, depth;
+    bool controls; /* also show that wrong samplers fail */
+} td_case;
+
+static void td_run_case(td_dist *d, const td_case *c)
+{
+    int64_t V = d->V;
+    float *p = td_malloc((size_t)V * sizeof *p), *q = td_malloc((size_t)V * sizeof *q);
+    float *buggy = td_malloc((size_t)V * sizeof *buggy), *table = NULL;
+    int64_t *c_mtp = td_calloc((size_t)V, sizeof *c_mtp), *c_plain = td_calloc((size_t)V, sizeof *c_plain);
+    int *cell = td_malloc((size_t)V * sizeof *cell);
+    td_mtp_spec *sp = NULL;
+    td_sampler_params plain = c->sampling;
+    plain.seed = ~plain.seed; /* another stream than the MTP side's */
+    TD_CHECK(td_sampler_set_params(d->smp, &c->sampling) == TD_OK && td_sampler_set_params(d->plain_smp, &plain) == TD_OK);
+    td_mtp_params mtp = {.mode = TD_MTP_ON, .k = c->k};
+    if (!TD_CHECKF(td_mtp_spec_create(d->g, &mtp, &sp) == TD_OK, "%s", td_errmsg())) goto done;
+
+    /* the exact distribution of the sampled token: p1 after `next`, or the mixture over p1 of what
+     * follows each possible first token */
+    float *p1 = td_malloc((size_t)V * sizeof *p1);
+    td_exact(d, -1, p1);
+    if (c->depth == 1) {
+        memcpy(p, p1, (size_t)V * sizeof *p);
+    } else {
+        table = td_calloc((size_t)(V * V), sizeof *table);
+        for (int64_t i = 0; i < V; i++) p[i] = 0;
+        for (int32_t y = 0; y < V; y++) {
+            if (p1[y] <= 0) continue;
+            td_exact(d, y, table + y * V);
+            for (int64_t i = 0; i < V; i++) p[i] += p1[y] * table[y * V + i];
+        }
+    }
+    /* with MTP: each sample runs real speculative steps from the same state */
+    for (int i = 0; i < N_SAMPLES; i++) c_mtp[td_mtp_sample(d, sp, c->depth)]++;
+    /* without MTP: draws from the exact distributions, as plain decoding makes them */
+    for (int i = 0; i < N_SAMPLES; i++) {
+        int32_t y = td_sampler_draw(d->plain_smp, p1);
+        c_plain[c->depth == 1 ? y : td_sampler_draw(d->plain_smp, table + y * V)]++;
+    }
+    int64_t impossible = 0;
+    for (int64_t i = 0; i < V; i++) impossible += p[i] <= 0 ? c_mtp[i] : 0;
+
+    td_mtp_stats ms;
+    td_mtp_spec_stats(sp, &ms);
+    double acc = ms.drafted ? (double)ms.accepted / (double)ms.drafted : 0;
+    int cells = td_make_cells(p, V, N_SAMPLES, cell);
+    double x_two, x_fit;
+    double p_two = td_chi2_two(c_mtp, c_plain, cell, V, cells, &x_two);
+    double p_fit = td_chi2_fit(c_mtp, p, N_SAMPLES, cell, V, cells, &x_fit);
+    printf("%s: %d samples each, %d cells, k = %d, acceptance %.3f\n", c->name, N_SAMPLES, cells, c->k, acc);
+    printf("  MTP vs plain:             chi2 %.1f, p = %.4f\n", x_two, p_two);
+    printf("  MTP vs exact:             chi2 %.1f, p = %.4f\n", x_fit, p_fit);
+    TD_CHECK(ms.accepted > 0 && ms.accepted < ms.drafted); /* both branches ran */
+    TD_CHECKF(impossible == 0, "%s: %lld samples of tokens the distribution excludes", c->name, (long long)impossible);
+    TD_CHECKF(p_two > 0.01, "%s: the MTP samples differ from plain sampling: p = %g", c->name, p_two);
+    TD_CHECKF(p_fit > 0.01, "%s: the MTP samples differ from the exact distribution: p = %g", c->name, p_fit);
+
+    if (c->controls) {
+        /* the first draft's distribution q; acceptance must follow the theory, E = sum min(p, q) */
+        TD_CHECK(td_generator_rewind(d->g, d->T) == TD_OK && td_session_mtp_draft(d->s, d->next) == TD_OK);
+        td_sampler_probs(d->smp, td_session_mtp_logits(d->s), q);
+        double beta = 0;
+        for (int64_t i = 0; i < V; i++) beta += p[i] < q[i] ? p[i] : q[i];
+        printf("  acceptance expected:      sum min(p, q) = %.3f\n", beta);
+        TD_CHECK(fabs(acc - beta) < 0.02);
+        /* wrong samplers: the draft distribution itself, and a rejection that resamples from p instead of
+         * (p - q)+ (its distribution: min(p, q) + (1 - beta) p) */
+        for (int64_t i = 0; i < V; i++) buggy[i] = (float)((p[i] < q[i] ? p[i] : q[i]) + (1 - beta) * p[i]);
+        int64_t *c_q = td_calloc((size_t)V, sizeof *c_q), *c_bug = td_calloc((size_t)V, sizeof *c_bug);
+        for (int i = 0; i < N_SAMPLES; i++) {
+            c_q[td_sampler_draw(d->plain_smp, q)]++;
+            c_bug[td_sampler_draw(d->plain_smp, buggy)]++;
+        }
+        double x_q, x_bug;
+        double p_q = td_chi2_fit(c_q, p, N_SAMPLES, cell, V, cells, &x_q);
+        double p_bug = td_chi2_fit(c_bug, p, N_SAMPLES, cell, V, cells, &x_bug);
+        printf("  draft distribution:       chi2 %.1f, p = %.3g (must fail)\n", x_q, p_q);
+        printf("  resample from p (a bug):  chi2 %.1f, p = %.3g (must fail)\n", x_bug, p_bug);
+        TD_CHECKF(p_q < 0.01 && p_bug < 0.01, "the test cannot tell wrong samplers apart: p = %g, %g", p_q, p_bug);
+        td_free(c_q);
+        td_free(c_bug);
+    }
+    td_free(p1);
+done:
+    td_mtp_spec_free(sp);
+    td_free(p);
+    td_free(q);
+    td_free(buggy);
+    td_free(table);
+    td_free(c_mtp);
+    td_free(c_plain);
+    td_free(cell);
+}
+
 int main(void)
 {
     const char *env = getenv("TANDEM_SANITIZED");
@@ -117,110 +253,46 @@ int main(void)
     char model_path[4096], ref_path[4200];
     snprintf(model_path, sizeof model_path, "%s", td_test_fixture("safetensors/tiny-dsv3-bf16"));
     snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", model_path);
-    td_model *m = NULL;
+    td_dist d = {0};
     td_model_params mp = {.quiet = true};
-    if (td_model_open(model_path, &mp, &m) != TD_OK) return td_test_skip("the bf16 fixture is missing (TANDEM_SHARED)");
-    int64_t V = m->hp.vocab_size;
+    if (td_model_open(model_path, &mp, &d.m) != TD_OK) return td_test_skip("the bf16 fixture is missing (TANDEM_SHARED)");
+    d.V = d.m->hp.vocab_size;
+    d.tok = td_plain_tokenizer((int)d.V);
     td_tensor_dir *dir = NULL;
-    td_engine *e = NULL;
-    td_session *s = NULL;
-    td_sampler *smp = NULL, *plain_smp = NULL;
-    td_generator *g = NULL;
-    td_mtp_spec *sp = NULL;
-    td_tokenizer *tok = td_plain_tokenizer((int)V);
-    float *p = td_malloc((size_t)V * sizeof *p), *q = td_malloc((size_t)V * sizeof *q);
-    float *buggy = td_malloc((size_t)V * sizeof *buggy);
-    int64_t *c_mtp = td_calloc((size_t)V, sizeof *c_mtp), *c_plain = td_calloc((size_t)V, sizeof *c_plain);
-    int64_t *c_q = td_calloc((size_t)V, sizeof *c_q), *c_bug = td_calloc((size_t)V, sizeof *c_bug);
-    int *cell = td_malloc((size_t)V * sizeof *cell);
     TD_CHECK(td_tensor_dir_create(&dir) == TD_OK && td_st_load(ref_path, dir, NULL) == TD_OK);
     const td_tensor *ids = td_tensor_dir_find(dir, "input_ids");
-    if (!TD_CHECK(ids && ids->shape[0] >= 8 && ids->shape[0] < 100 && tok)) goto done;
-    int64_t T = ids->shape[0];
-    int32_t ctx[128];
-    memcpy(ctx, ids->data, (size_t)T * sizeof(int32_t));
-
     td_engine_params ep = {.n_threads = 1};
     td_session_params spp = {.n_ctx = 128};
-    td_sampler_params temp1 = {.temperature = 1.0, .top_p = 1.0, .seed = 20240611};
-    TD_CHECK(td_engine_open(m, &ep, &e) == TD_OK);
-    TD_CHECK(td_session_create(e, &spp, &s) == TD_OK);
-    TD_CHECK(td_sampler_create(V, &temp1, &smp) == TD_OK);
-    temp1.seed = 977;
-    TD_CHECK(td_sampler_create(V, &temp1, &plain_smp) == TD_OK);
-    TD_CHECK(td_generator_create(s, tok, smp, &g) == TD_OK);
-    td_mtp_params mtp = {.mode = TD_MTP_ON, .k = 1};
-    if (!TD_CHECKF(td_mtp_spec_create(g, &mtp, &sp) == TD_OK, "%s", td_errmsg())) goto done;
-
+    td_sampler_params seeded = {.temperature = 1, .top_p = 1, .seed = 20240611};
+    if (!TD_CHECK(ids && ids->shape[0] >= 8 && ids->shape[0] < 100 && d.tok) ||
+        !TD_CHECK(td_engine_open(d.m, &ep, &d.e) == TD_OK && td_session_create(d.e, &spp, &d.s) == TD_OK) ||
+        !TD_CHECK(td_sampler_create(d.V, &seeded, &d.smp) == TD_OK) ||
+        !TD_CHECK(td_sampler_create(d.V, &seeded, &d.plain_smp) == TD_OK) ||
+        !TD_CHECK(td_generator_create(d.s, d.tok, d.smp, &d.g) == TD_OK))
+        goto done;
+    d.T = ids->shape[0];
+    memcpy(d.ctx, ids->data, (size_t)d.T * sizeof(int32_t));
     /* the context in the cache; the next token fixed: the main model's favourite */
     td_gen_params gp = {.max_tokens = 1, .ignore_eos = true};
-    TD_CHECK(td_generate(g, ctx, T, &gp, NULL, NULL) == TD_OK);
-    TD_CHECK(td_generator_rewind(g, T) == TD_OK);
-    int32_t next = td_argmax(td_session_logits(s), V);
-    /* the exact distribution of the token after it, and the MTP block's draft distribution */
-    TD_CHECK(td_session_forward(s, &next, 1, NULL, NULL) == TD_OK);
-    td_sampler_probs(smp, td_session_logits(s), p);
-    TD_CHECK(td_generator_rewind(g, T) == TD_OK && td_session_mtp_draft(s, next) == TD_OK);
-    td_sampler_probs(smp, td_session_mtp_logits(s), q);
+    TD_CHECK(td_generate(d.g, d.ctx, d.T, &gp, NULL, NULL) == TD_OK);
+    d.next = td_argmax(td_session_logits(d.s), d.V);
 
-    /* with MTP: each sample is one speculative step from the same state */
-    for (int i = 0; i < N_SAMPLES; i++) {
-        int32_t out[2];
-        int n = 0;
-        TD_CHECK(td_generator_rewind(g, T) == TD_OK && td_generator_set_pending(g, &next, 1) == TD_OK);
-        if (!TD_CHECK(td_mtp_spec_step(g, sp, out, &n, 2) == TD_OK && n >= 1)) break;
-        c_mtp[out[0]]++;
-    }
-    /* without MTP: draws from the exact distribution */
-    for (int i = 0; i < N_SAMPLES; i++) c_plain[td_sampler_draw(plain_smp, p)]++;
-    /* wrong samplers, to show the test has the power to fail: the draft distribution itself, and a
-     * rejection that resamples from p instead of (p - q)+ (its distribution: min(p, q) + (1 - beta) p) */
-    double beta = 0;
-    for (int64_t i = 0; i < V; i++) beta += p[i] < q[i] ? p[i] : q[i];
-    for (int64_t i = 0; i < V; i++) buggy[i] = (float)((p[i] < q[i] ? p[i] : q[i]) + (1 - beta) * p[i]);
-    for (int i = 0; i < N_SAMPLES; i++) {
-        c_q[td_sampler_draw(plain_smp, q)]++;
-        c_bug[td_sampler_draw(plain_smp, buggy)]++;
-    }
-
-    td_mtp_stats ms;
-    td_mtp_spec_stats(sp, &ms);
-    double acc = ms.drafted ? (double)ms.accepted / (double)ms.drafted : 0;
-    int cells = td_make_cells(p, V, N_SAMPLES, cell);
-    double x_two, x_fit, x_q, x_bug;
-    double p_two = td_chi2_two(c_mtp, c_plain, cell, V, cells, &x_two);
-    double p_fit = td_chi2_fit(c_mtp, p, N_SAMPLES, cell, V, cells, &x_fit);
-    double p_q = td_chi2_fit(c_q, p, N_SAMPLES, cell, V, cells, &x_q);
-    double p_bug = td_chi2_fit(c_bug, p, N_SAMPLES, cell, V, cells, &x_bug);
-    printf("%d samples each, %d cells (vocabulary %lld), draft acceptance %.3f (expected sum min(p,q) = %.3f)\n",
-           N_SAMPLES, cells, (long long)V, acc, beta);
-    printf("MTP vs plain:             chi2 %.1f, p = %.4f\n", x_two, p_two);
-    printf("MTP vs exact:             chi2 %.1f, p = %.4f\n", x_fit, p_fit);
-    printf("draft distribution:       chi2 %.1f, p = %.3g (must fail)\n", x_q, p_q);
-    printf("resample from p (a bug):  chi2 %.1f, p = %.3g (must fail)\n", x_bug, p_bug);
-    TD_CHECK(ms.drafted == N_SAMPLES && ms.accepted > 0 && ms.accepted < ms.drafted);
-    TD_CHECK(fabs(acc - beta) < 0.02); /* acceptance itself follows the theory: E = sum min(p, q) */
-    TD_CHECKF(p_two > 0.01, "the MTP samples differ from plain sampling: p = %g", p_two);
-    TD_CHECKF(p_fit > 0.01, "the MTP samples differ from the exact distribution: p = %g", p_fit);
-    TD_CHECKF(p_q < 0.01 && p_bug < 0.01, "the test cannot tell wrong samplers apart: p = %g, %g", p_q, p_bug);
+    const td_case cases[] = {
+        {"token after next, temperature 1", {.temperature = 1, .top_p = 1, .seed = 20240611}, 1, 1, true},
+        {"the token after that, k = 2", {.temperature = 1, .top_p = 1, .seed = 7}, 2, 2, false},
+        {"temperature 0.8, top-k 40, top-p 0.9", {.temperature = 0.8, .top_k = 40, .top_p = 0.9, .seed = 2000}, 1, 1,
+         false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) td_run_case(&d, &cases[i]);
 
 done:
-    td_mtp_spec_free(sp);
-    td_generator_free(g);
-    td_sampler_free(smp);
-    td_sampler_free(plain_smp);
-    td_session_free(s);
-    td_engine_close(e);
+    td_generator_free(d.g);
+    td_sampler_free(d.smp);
+    td_sampler_free(d.plain_smp);
+    td_session_free(d.s);
+    td_engine_close(d.e);
     td_tensor_dir_free(dir);
-    td_model_close(m);
-    td_tokenizer_free(tok);
-    td_free(p);
-    td_free(q);
-    td_free(buggy);
-    td_free(c_mtp);
-    td_free(c_plain);
-    td_free(c_q);
-    td_free(c_bug);
-    td_free(cell);
+    td_model_close(d.m);
+    td_tokenizer_free(d.tok);
     return td_test_finish();
 }
