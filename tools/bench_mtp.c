@@ -238,7 +238,7 @@ static td_status td_bench_run(td_mtp_bench *b, const td_tokens *prompt, int64_t 
 }
 
 /* Median seconds of a single-token decode, a verify pass of k+1 tokens and the k MTP drafts (one from the
- * main model's hidden, k-1 chained), after prompt. */
+ * main model's hidden, k-1 chained), halfway through a generation from prompt (attention grows with it). */
 static td_status td_bench_costs(td_mtp_bench *b, const td_tokens *prompt, double *decode, double *verify,
                                 double *draft)
 {
@@ -248,6 +248,7 @@ static td_status td_bench_costs(td_mtp_bench *b, const td_tokens *prompt, double
     for (int i = 0; i <= b->k; i++) toks[i] = prompt->ids[i % prompt->n];
     td_generator_reset(b->g);
     TD_TRY(td_session_forward(b->s, prompt->ids, prompt->n, NULL, NULL));
+    for (int64_t i = 0; i < b->tokens / 2; i++) TD_TRY(td_session_forward(b->s, &prompt->ids[i % prompt->n], 1, NULL, NULL));
     int64_t pos = td_session_pos(b->s);
     for (int r = 0; r < R; r++) {
         double t0 = td_now();
