@@ -96,8 +96,8 @@ td_status td_mtp_after_chunk(td_session *s, const int32_t *tokens, int64_t p0, i
         int64_t from = lo > p0 ? lo : p0;
         if (from <= hi) {
             s->mtp_pos = from;
-            TD_TRY(td_session_mtp_forward(s, hidden + (from - p0) * H, s->tokens + from + 1, hi - from + 1, NULL,
-                                          NULL));
+            TD_TRY(
+                td_session_mtp_forward(s, hidden + (from - p0) * H, s->tokens + from + 1, hi - from + 1, NULL, NULL));
         }
         if (hi + 1 > m->good) m->good = hi + 1;
     }

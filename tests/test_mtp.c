@@ -211,8 +211,8 @@ static void td_test_greedy_identity(td_fx *f, const td_variant *runs, int n_runs
             if (runs[r].mode == TD_MTP_AUTO) TD_CHECKF(ms.decided, "%s: auto did not decide in 200 tokens", f->name);
             printf("%s: --mtp %s k=%d%s: acceptance %.3f, %.2f tokens/step, %.0f tok/s%s\n", f->name,
                    td_mtp_mode_name(runs[r].mode), runs[r].k, runs[r].wrong_every >= 0 ? " (oracle)" : "",
-                   ms.drafted ? (double)ms.accepted / (double)ms.drafted : 0,
-                   st.tokens_per_step, st.decode_tok_s, ms.decided ? (ms.drafting ? ", auto chose MTP" : ", auto chose plain") : "");
+                   ms.drafted ? (double)ms.accepted / (double)ms.drafted : 0, st.tokens_per_step, st.decode_tok_s,
+                   ms.decided ? (ms.drafting ? ", auto chose MTP" : ", auto chose plain") : "");
         }
         td_tokens_free(&spec);
     }
@@ -238,8 +238,8 @@ static void td_test_context_full(td_fx *f)
             if (td_run(f, runs[r].mode, runs[r].k, runs[r].wrong_every, &spec, &st, &ms))
                 TD_CHECKF(st.stop == TD_GEN_STOP_CONTEXT && spec.n == plain.n &&
                               memcmp(spec.ids, plain.ids, (size_t)plain.n * sizeof(int32_t)) == 0,
-                          "%s: room %lld, k=%d: %lld tokens (plain %lld), stop %s", f->name, (long long)room,
-                          runs[r].k, (long long)spec.n, (long long)plain.n, td_gen_stop_name(st.stop));
+                          "%s: room %lld, k=%d: %lld tokens (plain %lld), stop %s", f->name, (long long)room, runs[r].k,
+                          (long long)spec.n, (long long)plain.n, td_gen_stop_name(st.stop));
             td_tokens_free(&spec);
         }
         td_tokens_free(&plain);
@@ -265,7 +265,7 @@ static void td_test_bookkeeping(td_fx *f)
     do {                                                                                                               \
         TD_CHECK(td_session_pos(s) == (i) + 1);                                                                        \
         TD_CHECKF(td_session_mtp_draft(s, f->prompt[(i) + 1]) == TD_OK, "%s", td_errmsg());                            \
-        double e = td_max_rel_err(td_session_mtp_logits(s), f->ref_mtp + (i) * V, V);                               \
+        double e = td_max_rel_err(td_session_mtp_logits(s), f->ref_mtp + (i)*V, V);                                    \
         if (!(e <= worst)) worst = e;                                                                                  \
     } while (0)
     /* 1. token by token, drafting at every position */
@@ -359,8 +359,8 @@ static void td_test_expert_counts(td_fx *f)
             while (j < i && topk[l][j] != topk[l][i]) j++;
             distinct += j == i;
         }
-        TD_CHECKF(c[l].calls[3] == 1 && c[l].distinct[3] == distinct, "layer %d: %lld calls, %lld distinct, want %d",
-                  l, (long long)c[l].calls[3], (long long)c[l].distinct[3], distinct);
+        TD_CHECKF(c[l].calls[3] == 1 && c[l].distinct[3] == distinct, "layer %d: %lld calls, %lld distinct, want %d", l,
+                  (long long)c[l].calls[3], (long long)c[l].distinct[3], distinct);
         TD_CHECK(c[l].calls[4] == 1 && c[l].distinct[4] >= k && c[l].distinct[4] <= 4 * k);
     }
     /* the MTP block's layer is counted last: one draft of the 8 rows up to pos-1 */
@@ -425,9 +425,8 @@ static void td_test_model(const char *model_path, const char *ref_path, td_kerne
 {
     td_fx f;
     clock_t t0 = clock();
-    static const td_variant all[] = {{TD_MTP_ON, 1, -1}, {TD_MTP_ON, 2, -1}, {TD_MTP_ON, 3, -1},
-                                     {TD_MTP_AUTO, 1, -1}, {TD_MTP_ON, 1, 5},  {TD_MTP_ON, 3, 4},
-                                     {TD_MTP_ON, 8, 11}};
+    static const td_variant all[] = {{TD_MTP_ON, 1, -1}, {TD_MTP_ON, 2, -1}, {TD_MTP_ON, 3, -1}, {TD_MTP_AUTO, 1, -1},
+                                     {TD_MTP_ON, 1, 5},  {TD_MTP_ON, 3, 4},  {TD_MTP_ON, 8, 11}};
     if (td_fx_open(&f, model_path, ref_path, kernels)) {
         if (!TD_CHECKF(f.model->mtp, "%s has no MTP block", f.name)) {
             td_fx_close(&f);

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_SAMPLES 20000
+#define N_SAMPLES    20000
 #define MIN_EXPECTED 5.0
 
 /* Cells over the vocabulary: tokens in ascending order of probability, pooled until each cell expects at
@@ -165,7 +165,8 @@ static void td_run_case(td_dist *d, const td_case *c)
     td_mtp_spec *sp = NULL;
     td_sampler_params plain = c->sampling;
     plain.seed = ~plain.seed; /* another stream than the MTP side's */
-    TD_CHECK(td_sampler_set_params(d->smp, &c->sampling) == TD_OK && td_sampler_set_params(d->plain_smp, &plain) == TD_OK);
+    TD_CHECK(td_sampler_set_params(d->smp, &c->sampling) == TD_OK &&
+             td_sampler_set_params(d->plain_smp, &plain) == TD_OK);
     td_mtp_params mtp = {.mode = TD_MTP_ON, .k = c->k};
     if (!TD_CHECKF(td_mtp_spec_create(d->g, &mtp, &sp) == TD_OK, "%s", td_errmsg())) goto done;
 
@@ -255,7 +256,8 @@ int main(void)
     snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", model_path);
     td_dist d = {0};
     td_model_params mp = {.quiet = true};
-    if (td_model_open(model_path, &mp, &d.m) != TD_OK) return td_test_skip("the bf16 fixture is missing (TANDEM_SHARED)");
+    if (td_model_open(model_path, &mp, &d.m) != TD_OK)
+        return td_test_skip("the bf16 fixture is missing (TANDEM_SHARED)");
     d.V = d.m->hp.vocab_size;
     d.tok = td_plain_tokenizer((int)d.V);
     td_tensor_dir *dir = NULL;
@@ -280,7 +282,10 @@ int main(void)
     const td_case cases[] = {
         {"token after next, temperature 1", {.temperature = 1, .top_p = 1, .seed = 20240611}, 1, 1, true},
         {"the token after that, k = 2", {.temperature = 1, .top_p = 1, .seed = 7}, 2, 2, false},
-        {"temperature 0.8, top-k 40, top-p 0.9", {.temperature = 0.8, .top_k = 40, .top_p = 0.9, .seed = 2000}, 1, 1,
+        {"temperature 0.8, top-k 40, top-p 0.9",
+         {.temperature = 0.8, .top_k = 40, .top_p = 0.9, .seed = 2000},
+         1,
+         1,
          false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) td_run_case(&d, &cases[i]);

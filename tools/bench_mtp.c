@@ -82,8 +82,10 @@ static td_status td_placeholder_vocab(int64_t V, td_tokenizer **out)
     uint8_t *attrs = td_calloc((size_t)V, 1);
     td_status st = names && attrs ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
     for (int64_t i = 0; st == TD_OK && i < V; i++) {
-        if (!(names[i] = td_malloc(24))) st = td_fail(TD_E_NOMEM, "out of memory");
-        else snprintf(names[i], 24, "<%lld>", (long long)i);
+        if (!(names[i] = td_malloc(24)))
+            st = td_fail(TD_E_NOMEM, "out of memory");
+        else
+            snprintf(names[i], 24, "<%lld>", (long long)i);
         attrs[i] = TD_TOKEN_ADDED;
     }
     td_tokenizer_vocab v = {.n_tokens = (int32_t)V,
@@ -239,8 +241,7 @@ static td_status td_bench_run(td_mtp_bench *b, const td_tokens *prompt, int64_t 
 
 /* Median seconds of a single-token decode, a verify pass of k+1 tokens and the k MTP drafts (one from the
  * main model's hidden, k-1 chained), halfway through a generation from prompt (attention grows with it). */
-static td_status td_bench_costs(td_mtp_bench *b, const td_tokens *prompt, double *decode, double *verify,
-                                double *draft)
+static td_status td_bench_costs(td_mtp_bench *b, const td_tokens *prompt, double *decode, double *verify, double *draft)
 {
     enum { R = 15 };
     double t[3][R];
@@ -248,7 +249,8 @@ static td_status td_bench_costs(td_mtp_bench *b, const td_tokens *prompt, double
     for (int i = 0; i <= b->k; i++) toks[i] = prompt->ids[i % prompt->n];
     td_generator_reset(b->g);
     TD_TRY(td_session_forward(b->s, prompt->ids, prompt->n, NULL, NULL));
-    for (int64_t i = 0; i < b->tokens / 2; i++) TD_TRY(td_session_forward(b->s, &prompt->ids[i % prompt->n], 1, NULL, NULL));
+    for (int64_t i = 0; i < b->tokens / 2; i++)
+        TD_TRY(td_session_forward(b->s, &prompt->ids[i % prompt->n], 1, NULL, NULL));
     int64_t pos = td_session_pos(b->s);
     for (int r = 0; r < R; r++) {
         double t0 = td_now();
@@ -303,14 +305,17 @@ static void td_bench_report(td_mtp_bench *b, const td_mode_result *plain, const 
         printf("acceptance   %.3f (%lld of %lld drafts), %.2f tokens/step\n", acc, (long long)ms->accepted,
                (long long)ms->drafted, tps);
         printf("speedup      %.2fx (target >= 1.3x)%s\n", mtp_tps / plain_tps,
-               b->temp > 0 ? "" : identical ? ", greedy streams identical" : ", GREEDY STREAMS DIFFER");
+               b->temp > 0 ? ""
+               : identical ? ", greedy streams identical"
+                           : ", GREEDY STREAMS DIFFER");
         double plain_step = plain->seconds / (double)plain->steps, mtp_step = mtp->seconds / (double)mtp->steps;
         printf("steps        plain %.3f ms, MTP %.3f ms (%.2fx a plain step): %.2f tokens/step / %.2f = %.2fx\n",
                1e3 * plain_step, 1e3 * mtp_step, mtp_step / plain_step, tps, mtp_step / plain_step,
                tps * plain_step / mtp_step);
-        printf("costs        decode 1 token %.3f ms, verify %d tokens %.3f ms (%.2fx), %d MTP draft%s %.3f ms (%.2fx)\n",
-               1e3 * costs[0], verify, 1e3 * costs[1], costs[1] / costs[0], b->k, b->k > 1 ? "s" : "",
-               1e3 * costs[2], costs[2] / costs[0]);
+        printf(
+            "costs        decode 1 token %.3f ms, verify %d tokens %.3f ms (%.2fx), %d MTP draft%s %.3f ms (%.2fx)\n",
+            1e3 * costs[0], verify, 1e3 * costs[1], costs[1] / costs[0], b->k, b->k > 1 ? "s" : "", 1e3 * costs[2],
+            costs[2] / costs[0]);
         printf("             break-even at %.2f tokens/step; at %.2f tokens/step the costs predict %.2fx\n",
                (costs[1] + costs[2]) / costs[0], tps, predicted);
         printf("experts      distinct routed experts per MoE layer (top-%d): single token vs verify batch of %d\n",
@@ -339,8 +344,10 @@ static void td_bench_report(td_mtp_bench *b, const td_mode_result *plain, const 
     cJSON_AddNumberToObject(j, "plain_tok_s", plain_tps);
     cJSON_AddNumberToObject(j, "mtp_tok_s", mtp_tps);
     cJSON_AddNumberToObject(j, "speedup", mtp_tps / plain_tps);
-    if (b->temp > 0) cJSON_AddNullToObject(j, "identical");
-    else cJSON_AddBoolToObject(j, "identical", identical);
+    if (b->temp > 0)
+        cJSON_AddNullToObject(j, "identical");
+    else
+        cJSON_AddBoolToObject(j, "identical", identical);
     cJSON_AddNumberToObject(j, "decode_ms", 1e3 * costs[0]);
     cJSON_AddNumberToObject(j, "verify_ms", 1e3 * costs[1]);
     cJSON_AddNumberToObject(j, "draft_ms", 1e3 * costs[2]);
@@ -356,10 +363,14 @@ static void td_bench_report(td_mtp_bench *b, const td_mode_result *plain, const 
         if (l == L) cJSON_AddBoolToObject(o, "mtp", true); /* single: drafts of 1 row, verify: of 2 rows */
         double one = l == L ? td_mean_distinct(&b->counts[1][l], 1) : td_mean_distinct(&b->counts[0][l], 1);
         double many = td_mean_distinct(&b->counts[1][l], l == L ? 2 : verify);
-        if (isnan(one)) cJSON_AddNullToObject(o, "single");
-        else cJSON_AddNumberToObject(o, "single", one);
-        if (isnan(many)) cJSON_AddNullToObject(o, "verify");
-        else cJSON_AddNumberToObject(o, "verify", many);
+        if (isnan(one))
+            cJSON_AddNullToObject(o, "single");
+        else
+            cJSON_AddNumberToObject(o, "single", one);
+        if (isnan(many))
+            cJSON_AddNullToObject(o, "verify");
+        else
+            cJSON_AddNumberToObject(o, "verify", many);
         cJSON_AddItemToArray(layers, o);
     }
     char *s = cJSON_PrintUnformatted(j);
@@ -443,8 +454,10 @@ int td_bench_mtp(int argc, char **argv)
         td_mtp_spec_stats(spec, &ms);
         if (st == TD_OK) st = td_bench_costs(&b, &b.prompts[0], &costs[0], &costs[1], &costs[2]);
     }
-    if (st == TD_OK) td_bench_report(&b, &plain, &mtp, &ms, identical, costs);
-    else rc = td_cli_fail("bench mtp", st);
+    if (st == TD_OK)
+        td_bench_report(&b, &plain, &mtp, &ms, identical, costs);
+    else
+        rc = td_cli_fail("bench mtp", st);
     td_tokens_free(&a);
     td_tokens_free(&c);
     td_bench_close(&b);
