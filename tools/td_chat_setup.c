@@ -36,8 +36,8 @@ const char *td_default_model_path(const char **looked)
         if (slash) *slash = '\0';
         static const char *const ups[] = {"../", "../../"};
         for (int up = 0; up < 2; up++) {
-            if (strlen(exe) + strlen(ups[up]) + strlen(TD_BUNDLED_MODEL) + 2 > sizeof path) break;
-            snprintf(path, sizeof path, "%s/%s%s", exe, ups[up], TD_BUNDLED_MODEL);
+            int w = snprintf(path, sizeof path, "%s/%s%s", exe, ups[up], TD_BUNDLED_MODEL);
+            if (w < 0 || (size_t)w >= sizeof path) break; /* (checking the length also keeps GCC's -O0 quiet) */
             if (td_path_exists(path)) return path;
         }
     }
