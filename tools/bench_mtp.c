@@ -38,6 +38,7 @@ static void td_bench_mtp_help(void)
            "MTP draft against a single-token decode; and per MoE layer the distinct experts a verify batch\n"
            "touches against a single token. The last line is JSON.\n\n"
            "  --model M        HF directory or .gguf with an MTP block (default: the bundled model)\n"
+           "  --mtp-from P     take the MTP block from this safetensors file or HF directory\n"
            "  --tokens N       tokens generated per prompt and mode (default 128; EOS is ignored)\n"
            "  --prompts FILE   one prompt per line, rendered as a user turn (default: 4 built-in prompts;\n"
            "                   models without a tokenizer get fixed token sequences)\n"
@@ -51,7 +52,7 @@ static void td_bench_mtp_help(void)
 
 typedef struct td_mtp_bench {
     /* options */
-    const char *model_path, *prompts_file;
+    const char *model_path, *prompts_file, *mtp_from;
     int64_t tokens;
     int k, threads;
     double temp;
@@ -109,11 +110,11 @@ static td_status td_bench_open(td_mtp_bench *b)
     const char *looked;
     if (!b->model_path && !(b->model_path = td_default_model_path(&looked)))
         return td_fail(TD_E_NOT_FOUND, "no model given and the default one is missing (looked for %s)", looked);
-    td_model_params mp = {.quiet = true};
+    td_model_params mp = {.quiet = true, .mtp_from = b->mtp_from};
     TD_TRY(td_model_open(b->model_path, &mp, &b->model));
     if (!b->model->mtp)
-        return td_fail(TD_E_NOT_FOUND, "%s has no MTP block: nothing to compare (attach one with --mtp-from)",
-                       b->model_path);
+        return td_fail(TD_E_NOT_FOUND, "%s has no MTP block%s: nothing to compare%s", b->model_path,
+                       b->mtp_from ? ", nor has --mtp-from" : "", b->mtp_from ? "" : " (attach one with --mtp-from)");
     int64_t V = b->model->hp.vocab_size;
     if (td_tokenizer_for_model(b->model, &b->tok) != TD_OK) {
         td_err_clear();
@@ -394,6 +395,8 @@ static int td_bench_mtp_parse(int argc, char **argv, td_mtp_bench *b)
             return 0;
         } else if (td_args_is(&a, "--model")) {
             if (!(b->model_path = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--mtp-from")) {
+            if (!(b->mtp_from = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--prompts")) {
             if (!(b->prompts_file = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--tokens")) {

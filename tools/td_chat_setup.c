@@ -63,7 +63,9 @@ const char *td_chat_opts_help(void)
            "  --mtp M              MTP speculative decoding: off (default), on, or auto (times both ways\n"
            "                       over the first steps and keeps the faster). Greedy output is the same\n"
            "                       either way; sampling keeps its distribution, but a seed gives another stream\n"
-           "  --mtp-k K            tokens drafted per step with MTP, 1..8 (default 1)\n";
+           "  --mtp-k K            tokens drafted per step with MTP, 1..8 (default 1)\n"
+           "  --mtp-from P         take the MTP block from this safetensors file or HF directory (for GGUFs\n"
+           "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n";
 }
 
 int td_chat_opts_parse(td_args *a, td_chat_opts *o)
@@ -121,6 +123,9 @@ int td_chat_opts_parse(td_args *a, td_chat_opts *o)
             return -1;
         }
         o->mtp_set = true;
+    } else if (td_args_is(a, "--mtp-from")) {
+        TD_VALUE();
+        o->mtp_from = v;
     } else if (td_args_is(a, "--mtp-k")) {
         TD_VALUE();
         if (!td_parse_int(a, v, 1, TD_MTP_MAX_DRAFTS, &o->mtp_k)) return -1;
@@ -171,8 +176,11 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
                        "no model given and the bundled one is missing (looked for %s); pass "
                        "--model <dir|.gguf>, or set TANDEM_MODEL to a model file",
                        looked);
-    td_model_params mp = {.quiet = o->quiet};
+    td_model_params mp = {.quiet = o->quiet, .mtp_from = o->mtp_from};
     TD_TRY(td_model_open(path, &mp, &rt->model));
+    if (o->mtp_from && !rt->model->mtp)
+        return td_fail(TD_E_NOT_FOUND, "--mtp-from %s: it holds no MTP block for %s (no model.layers.%d.* tensors)",
+                       o->mtp_from, path, rt->model->hp.n_layers);
     td_model_name(rt->model, rt->model_name, sizeof rt->model_name);
     td_status st =
         o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);

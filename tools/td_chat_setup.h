@@ -27,10 +27,11 @@ typedef struct td_chat_opts {
     bool mtp_set;    /* --mtp given (otherwise off) */
     td_mtp_mode mtp; /* MTP speculative decoding */
     int mtp_k;       /* drafts per step (0: 1) */
+    const char *mtp_from; /* attach the MTP block from this safetensors file or HF directory */
 } td_chat_opts;
 
 /* Parses the options both commands take (--model, --tokenizer, --template, --kernels, --threads, --ctx,
- * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens, --mtp, --mtp-k). Returns 1 when the option was one of
+ * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens, --mtp, --mtp-k, --mtp-from). Returns 1 when the option was one of
  * them, 0 when it is not, -1 after printing an error. */
 int td_chat_opts_parse(td_args *a, td_chat_opts *o);
 /* The help lines for those options. */

@@ -92,6 +92,7 @@ expect 2 "\-\-mtp" "$TANDEM" generate --prompt x --mtp maybe
 expect 2 "\-\-mtp-k" "$TANDEM" generate --prompt x --mtp-k 0
 expect 2 "\-\-mtp-k" "$TANDEM" generate --prompt x --mtp-k 9
 expect 2 "\-\-mtp" "$TANDEM" chat --mtp sometimes
+expect 1 "mtp-from.*no MTP block" "$TANDEM" generate --prompt x --model "$legacy" --mtp-from "$TANDEM_SHARED/fixtures/safetensors/tiny-dsv3-bf16"
 expect 2 "\-\-k" "$TANDEM" bench mtp --k 0
 expect 2 "unknown option" "$TANDEM" bench mtp --frob
 expect 1 "no MTP block" "$TANDEM" bench mtp --model "$legacy"
