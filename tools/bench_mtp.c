@@ -113,8 +113,8 @@ static td_status td_bench_open(td_mtp_bench *b)
     td_model_params mp = {.quiet = true, .mtp_from = b->mtp_from};
     TD_TRY(td_model_open(b->model_path, &mp, &b->model));
     if (!b->model->mtp)
-        return td_fail(TD_E_NOT_FOUND, "%s has no MTP block%s: nothing to compare%s", b->model_path,
-                       b->mtp_from ? ", nor has --mtp-from" : "", b->mtp_from ? "" : " (attach one with --mtp-from)");
+        return td_fail(TD_E_NOT_FOUND, "%s has no MTP block%s: nothing to compare", b->model_path,
+                       b->mtp_from ? " (nor does --mtp-from hold one for it)" : " (attach one with --mtp-from)");
     int64_t V = b->model->hp.vocab_size;
     if (td_tokenizer_for_model(b->model, &b->tok) != TD_OK) {
         td_err_clear();
