@@ -62,7 +62,8 @@ const char *td_chat_opts_help(void)
            "  --threads N          CPU threads (default: all cores)\n"
            "  --mtp M              MTP speculative decoding: off (default), on, or auto (times both ways\n"
            "                       over the first steps and keeps the faster). Greedy output is the same\n"
-           "                       either way; sampling keeps its distribution, but a seed gives another stream\n"
+           "                       either way; sampling keeps its distribution, but a seed gives another\n"
+           "                       stream (with auto, one that depends on the timing)\n"
            "  --mtp-k K            tokens drafted per step with MTP, 1..8 (default 1)\n"
            "  --mtp-from P         take the MTP block from this safetensors file or HF directory (for GGUFs\n"
            "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n";
