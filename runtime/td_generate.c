@@ -1,6 +1,7 @@
 #include "td_generate.h"
 
 #include "td_alloc.h"
+#include "td_strbuf.h"
 #include "td_session_impl.h" /* the session's model, to check the vocabulary sizes agree */
 
 #include <math.h>
@@ -9,11 +10,6 @@
 
 #define TD_GEN_MAX_PENDING   16
 #define TD_GEN_PREFILL_CHUNK 128 /* prompt tokens per forward call, so that Ctrl-C is heard during a long prefill */
-
-typedef struct td_buf {
-    char *p;
-    size_t n, cap;
-} td_buf;
 
 struct td_generator {
     td_session *s;
@@ -28,8 +24,8 @@ struct td_generator {
     int32_t eos, think_open, think_close;
     /* per call */
     const td_gen_params *p;
-    td_buf text; /* everything emitted */
-    td_buf held; /* text that may be the start of a stop string */
+    td_strbuf text; /* everything emitted */
+    td_strbuf held; /* text that may be the start of a stop string */
     td_gen_piece held_kind;
     bool in_think;
     bool oom;
@@ -102,8 +98,8 @@ void td_generator_free(td_generator *g)
     if (!g) return;
     td_detok_free(g->detok);
     td_tokens_free(&g->cache);
-    td_free(g->text.p);
-    td_free(g->held.p);
+    td_strbuf_free(&g->text);
+    td_strbuf_free(&g->held);
     td_free(g);
 }
 
@@ -192,21 +188,10 @@ td_status td_generator_rewind(td_generator *g, int64_t pos)
 
 /* ------------------------------------------------------------------ text out */
 
-static void td_buf_put(td_generator *g, td_buf *b, const char *s, size_t n)
+static void td_buf_put(td_generator *g, td_strbuf *b, const char *s, size_t n)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2 < 256 ? 256 : (b->n + n + 1) * 2;
-        char *p = td_realloc(b->p, cap);
-        if (!p) {
-            g->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
+    td_strbuf_put(b, s, n);
+    if (b->oom) g->oom = true;
 }
 
 static void td_emit(td_generator *g, td_gen_piece kind, const char *s, size_t n)
@@ -377,9 +362,8 @@ td_status td_generate(td_generator *g, const int32_t *prompt, int64_t n, const t
     td_gen_stats st = {.mtp_acceptance = NAN, .ctx_size = td_session_ctx(g->s)};
     TD_TRY(td_check_params(g, prompt, n, p));
     g->p = p;
-    g->text.n = 0;
-    g->held.n = 0;
-    if (g->text.p) g->text.p[0] = '\0';
+    td_strbuf_clear(&g->text);
+    td_strbuf_clear(&g->held);
     g->in_think = p->starts_thinking;
     g->oom = false;
     g->drafted = g->accepted = 0;

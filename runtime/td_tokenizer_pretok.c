@@ -3,6 +3,7 @@
  * when the library has it). tokenizers runs these patterns with Oniguruma, whose \s is Unicode's
  * White_Space; PCRE2's \s also takes U+180E, so \s and \S are spelled out before compiling. */
 #include "td_alloc.h"
+#include "td_strbuf.h"
 #include "td_tokenizer_impl.h"
 
 #include <stdio.h>
@@ -20,74 +21,45 @@ const char *const td_pretok_deepseek_v3[3] = {
 #define TD_WHITE_SPACE                                                                                                 \
     "\\t\\n\\x0B\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
-typedef struct td_strbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} td_strbuf;
-
-static void td_sb_put(td_strbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *p = td_realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void td_sb_str(td_strbuf *b, const char *s)
-{
-    td_sb_put(b, s, strlen(s));
-}
-
 /* Rewrites \s and \S (outside character classes, and \s inside them) as White_Space classes. */
 static char *td_pattern_translate(const char *pat)
 {
     td_strbuf b = {0};
     bool in_class = false;
     size_t n = strlen(pat);
-    td_sb_put(&b, "", 0);
+    td_strbuf_put(&b, "", 0);
     for (size_t i = 0; i < n; i++) {
         char c = pat[i];
         if (c == '\\' && i + 1 < n) {
             char e = pat[i + 1];
             if (e == 's' && !in_class)
-                td_sb_str(&b, "[" TD_WHITE_SPACE "]");
+                td_strbuf_puts(&b, "[" TD_WHITE_SPACE "]");
             else if (e == 'S' && !in_class)
-                td_sb_str(&b, "[^" TD_WHITE_SPACE "]");
+                td_strbuf_puts(&b, "[^" TD_WHITE_SPACE "]");
             else if (e == 's')
-                td_sb_str(&b, TD_WHITE_SPACE);
+                td_strbuf_puts(&b, TD_WHITE_SPACE);
             else if (e == 'Q') {
                 const char *end = strstr(pat + i + 2, "\\E");
                 size_t stop = end ? (size_t)(end - pat) + 2 : n;
-                td_sb_put(&b, pat + i, stop - i);
+                td_strbuf_put(&b, pat + i, stop - i);
                 i = stop - 1;
                 continue;
             } else
-                td_sb_put(&b, pat + i, 2);
+                td_strbuf_put(&b, pat + i, 2);
             i++;
         } else if (!in_class && c == '[') {
             in_class = true;
-            td_sb_put(&b, pat + i, 1);
-            if (i + 1 < n && pat[i + 1] == '^') td_sb_put(&b, pat + ++i, 1);
-            if (i + 1 < n && pat[i + 1] == ']') td_sb_put(&b, pat + ++i, 1); /* a leading ] is literal */
+            td_strbuf_put(&b, pat + i, 1);
+            if (i + 1 < n && pat[i + 1] == '^') td_strbuf_put(&b, pat + ++i, 1);
+            if (i + 1 < n && pat[i + 1] == ']') td_strbuf_put(&b, pat + ++i, 1); /* a leading ] is literal */
         } else if (in_class && c == '[' && i + 1 < n && pat[i + 1] == ':') {
             const char *end = strstr(pat + i + 2, ":]");
             size_t stop = end ? (size_t)(end - pat) + 2 : i + 1;
-            td_sb_put(&b, pat + i, stop - i);
+            td_strbuf_put(&b, pat + i, stop - i);
             i = stop - 1;
         } else {
             if (in_class && c == ']') in_class = false;
-            td_sb_put(&b, pat + i, 1);
+            td_strbuf_put(&b, pat + i, 1);
         }
     }
     if (b.oom) {
