@@ -85,6 +85,9 @@ td_status td_tokenizer_load(const char *path, td_tokenizer **out);
 struct td_model;
 td_status td_tokenizer_for_model(const struct td_model *m, td_tokenizer **out);
 
+/* A stand-in for models without a tokenizer: id i is the added token "<i>". */
+td_status td_tokenizer_placeholder(int64_t n_vocab, td_tokenizer **out);
+
 int32_t td_tokenizer_n_tokens(const td_tokenizer *t);
 int32_t td_tokenizer_bos(const td_tokenizer *t); /* -1 when none */
 int32_t td_tokenizer_eos(const td_tokenizer *t);

@@ -23,31 +23,12 @@
 static int64_t g_tokens = 200;
 static int64_t g_ctx = 512; /* the sessions' context */
 
-/* A vocabulary of n plain added tokens "<tN>", for models without a tokenizer (the safetensors fixtures):
- * the generator only needs one to stream text. */
-static td_tokenizer *td_plain_tokenizer(int n)
+
+/* the safetensors fixtures have no tokenizer; the generator only needs one to stream text */
+static td_tokenizer *td_plain_tokenizer(int64_t n)
 {
-    char **names = td_calloc((size_t)n, sizeof *names);
-    uint8_t *attrs = td_calloc((size_t)n, 1);
     td_tokenizer *t = NULL;
-    for (int i = 0; names && attrs && i < n; i++) {
-        names[i] = td_malloc(16);
-        if (names[i]) snprintf(names[i], 16, "<t%d>", i);
-        attrs[i] = TD_TOKEN_ADDED;
-    }
-    td_tokenizer_vocab v = {.n_tokens = n,
-                            .tokens = (const char *const *)names,
-                            .attrs = attrs,
-                            .pretok = TD_PRETOK_DEEPSEEK_V3,
-                            .unk_id = -1,
-                            .bos_id = -1,
-                            .eos_id = -1,
-                            .pad_id = -1,
-                            .source = "test vocabulary"};
-    if (names && attrs && td_tokenizer_create(&v, &t) != TD_OK) fprintf(stderr, "tokenizer: %s\n", td_errmsg());
-    for (int i = 0; names && i < n; i++) td_free(names[i]);
-    td_free(names);
-    td_free(attrs);
+    if (td_tokenizer_placeholder(n, &t) != TD_OK) fprintf(stderr, "tokenizer: %s\n", td_errmsg());
     return t;
 }
 

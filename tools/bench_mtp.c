@@ -76,34 +76,6 @@ typedef struct td_mtp_bench {
     td_mtp_spec *spec; /* NULL while running plain */
 } td_mtp_bench;
 
-/* A vocabulary of placeholder tokens for models that carry no tokenizer (the generator streams text). */
-static td_status td_placeholder_vocab(int64_t V, td_tokenizer **out)
-{
-    char **names = td_calloc((size_t)V, sizeof *names);
-    uint8_t *attrs = td_calloc((size_t)V, 1);
-    td_status st = names && attrs ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
-    for (int64_t i = 0; st == TD_OK && i < V; i++) {
-        if (!(names[i] = td_malloc(24)))
-            st = td_fail(TD_E_NOMEM, "out of memory");
-        else
-            snprintf(names[i], 24, "<%lld>", (long long)i);
-        attrs[i] = TD_TOKEN_ADDED;
-    }
-    td_tokenizer_vocab v = {.n_tokens = (int32_t)V,
-                            .tokens = (const char *const *)names,
-                            .attrs = attrs,
-                            .pretok = TD_PRETOK_DEEPSEEK_V3,
-                            .unk_id = -1,
-                            .bos_id = -1,
-                            .eos_id = -1,
-                            .pad_id = -1,
-                            .source = "placeholder tokens"};
-    if (st == TD_OK) st = td_tokenizer_create(&v, out);
-    for (int64_t i = 0; names && i < V; i++) td_free(names[i]);
-    td_free(names);
-    td_free(attrs);
-    return st;
-}
 
 static td_status td_bench_open(td_mtp_bench *b)
 {
@@ -119,7 +91,7 @@ static td_status td_bench_open(td_mtp_bench *b)
     if (td_tokenizer_for_model(b->model, &b->tok) != TD_OK) {
         td_err_clear();
         b->own_vocab = true;
-        TD_TRY(td_placeholder_vocab(V, &b->tok));
+        TD_TRY(td_tokenizer_placeholder(V, &b->tok));
     }
     td_engine_params ep = {.kernels = b->kernels, .n_threads = b->threads};
     TD_TRY(td_engine_open(b->model, &ep, &b->engine));
