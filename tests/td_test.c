@@ -83,3 +83,14 @@ uint64_t td_test_rand(uint64_t *s)
 }
 
 float td_test_randf(uint64_t *s) { return (float)((double)(td_test_rand(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+
+void td_test_bytes_put(td_test_bytes *b, const void *data, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) abort();
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+}

@@ -28,6 +28,13 @@ const char *td_test_tmpdir(void);
 /* Writes bytes to a file; false on failure. */
 bool td_test_write_file(const char *path, const void *data, size_t len);
 
+/* A byte builder for hand-made files (aborts on out of memory: tests only). */
+typedef struct td_test_bytes {
+    uint8_t *p;
+    size_t n, cap;
+} td_test_bytes;
+void td_test_bytes_put(td_test_bytes *b, const void *data, size_t n);
+
 /* Uniform floats in [-1, 1) from a seeded generator. */
 uint64_t td_test_rand(uint64_t *state);
 float td_test_randf(uint64_t *state);

@@ -20,20 +20,9 @@ typedef struct kv {
     const char *str;
 } kv;
 
-typedef struct buf {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
+typedef td_test_bytes buf;
 
-static void put(buf *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
+static void put(buf *b, const void *d, size_t n) { td_test_bytes_put(b, d, n); }
 
 static void put_str(buf *b, const char *s)
 {

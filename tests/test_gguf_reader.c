@@ -12,20 +12,9 @@
 
 /* ------------------------------------------------------------------ a byte builder */
 
-typedef struct buf {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
+typedef td_test_bytes buf;
 
-static void put(buf *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
+static void put(buf *b, const void *d, size_t n) { td_test_bytes_put(b, d, n); }
 static void put_u8(buf *b, uint8_t v) { put(b, &v, 1); }
 static void put_u16(buf *b, uint16_t v) { put(b, &v, 2); }
 static void put_u32(buf *b, uint32_t v) { put(b, &v, 4); }
