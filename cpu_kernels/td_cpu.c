@@ -26,6 +26,10 @@ bool td_kernels_from_name(const char *name, td_kernels *out)
     return false;
 }
 
+/* Matrices at least this large are read from memory rather than cache during decode (a DeepSeek-V3
+ * expert matrix is 8 MiB at Q4_K; the bundled model's largest is 1 MiB). */
+#define TD_STREAMED_MATRIX_BYTES (4u << 20)
+
 /* Below this many multiply-adds a product runs on the calling thread: waking the pool costs more. */
 #define TD_PARALLEL_MIN_MACS (1 << 17)
 
@@ -38,7 +42,10 @@ static td_status td_cpu_choose_isa(td_cpu *c)
         c->ref = true;
         c->isa = TD_ISA_SCALAR;
         return TD_OK;
-    case TD_KERNELS_AUTO: c->isa = td_cpu_best_isa(); return TD_OK;
+    case TD_KERNELS_AUTO:
+        c->isa = td_cpu_best_isa();
+        c->prefer_avx2 = true;
+        return TD_OK;
     case TD_KERNELS_AVX2:
     case TD_KERNELS_AVX512:
     case TD_KERNELS_AMX:
@@ -165,14 +172,17 @@ const char *td_cpu_describe(const td_cpu *cpu, char *buf, int cap)
 
 const td_kernel *td_cpu_pick(const td_cpu *cpu, const td_matrix *w, int64_t n_tok)
 {
-    const td_kernel *k = td_kernel_find(w->type, cpu->isa, w->cols, n_tok);
+    /* the AVX2 kernels win where weights stream from memory, the AVX-512 ones on small, cached matrices */
+    bool streamed = (uint64_t)w->rows * w->row_bytes >= TD_STREAMED_MATRIX_BYTES;
+    const td_kernel *k = td_kernel_find(w->type, cpu->isa, cpu->prefer_avx2 && streamed, w->cols, n_tok);
     return k ? k : td_kernel_generic(cpu->isa);
 }
 
 const char *td_cpu_kernel_name(const td_cpu *cpu, td_type type, int64_t cols, int64_t n_tok)
 {
     if (cpu->ref) return "ref";
-    td_matrix m = {.type = type, .cols = cols};
+    /* named for a matrix as large as DeepSeek-V3's (streamed from memory) */
+    td_matrix m = {.type = type, .cols = cols, .rows = 2048, .row_bytes = td_type_row_bytes(type, cols)};
     return td_cpu_pick(cpu, &m, n_tok)->name;
 }
 

@@ -51,7 +51,8 @@ int td_cpu_threads(const td_cpu *cpu);
 int td_cpu_nodes(const td_cpu *cpu);
 /* One line: ISA in use, threads, nodes, pinning ("avx2, 16 threads on 1 NUMA node, pinned"). */
 const char *td_cpu_describe(const td_cpu *cpu, char *buf, int cap);
-/* The kernel a matrix of this type and width gets for batches of n_tok tokens ("q4_K/avx2", "ref"). */
+/* The kernel a DeepSeek-V3-sized matrix of this type and width gets for batches of n_tok tokens
+ * ("q4_K/avx2", "ref"); small, cached matrices may get another. */
 const char *td_cpu_kernel_name(const td_cpu *cpu, td_type type, int64_t cols, int64_t n_tok);
 
 /* y[t][r] = sum_c W[r][c] x[t][c] for t < n (x: [n][cols], y: [n][rows]). */

@@ -40,6 +40,7 @@ typedef struct td_moe_scratch {
 struct td_cpu {
     td_cpu_params p;
     td_isa isa;               /* kernels allowed (TD_ISA_SCALAR with TD_KERNELS_REF) */
+    bool prefer_avx2;         /* auto: the AVX2 vector kernels before the AVX-512 ones on streamed matrices */
     bool ref;
     td_topo *topo;
     td_pool *pool;

@@ -134,20 +134,37 @@ static const td_kernel *td_table_find(const td_kernel *table, td_type type, int6
     return NULL;
 }
 
-const td_kernel *td_kernel_find(td_type type, td_isa isa, int64_t cols, int64_t n_tok)
+typedef struct td_kernel_table {
+    td_isa isa;
+    const td_kernel *table;
+} td_kernel_table;
+
+static const td_kernel *td_tables_find(const td_kernel_table *tables, size_t n, td_type type, td_isa isa,
+                                       int64_t cols, int64_t n_tok)
 {
-    static const struct {
-        td_isa isa;
-        const td_kernel *table;
-    } tables[] = {{TD_ISA_AMX, td_kernels_amx},
-                  {TD_ISA_AVX512, td_kernels_avx512_quant},
-                  {TD_ISA_AVX512, td_kernels_avx512_float},
-                  {TD_ISA_AVX2, td_kernels_avx2_quant},
-                  {TD_ISA_AVX2, td_kernels_avx2_float}};
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (isa < tables[i].isa) continue;
         const td_kernel *k = td_table_find(tables[i].table, type, cols, n_tok);
         if (k) return k;
     }
     return NULL;
+}
+
+const td_kernel *td_kernel_find(td_type type, td_isa isa, bool prefer_avx2, int64_t cols, int64_t n_tok)
+{
+    static const td_kernel_table widest_first[] = {{TD_ISA_AMX, td_kernels_amx},
+                                                   {TD_ISA_AVX512, td_kernels_avx512_quant},
+                                                   {TD_ISA_AVX512, td_kernels_avx512_float},
+                                                   {TD_ISA_AVX2, td_kernels_avx2_quant},
+                                                   {TD_ISA_AVX2, td_kernels_avx2_float}};
+    /* Measured in the same runs (bench/RESULTS.md): one-token decode streams faster through the AVX2
+     * kernels than through the AVX-512 ones, on the GPU host's Xeon (Q4_K 83.6 vs 71.0 GB/s) and on the
+     * AVX-512 Zen dev machine (Q4_K, Q5_K, Q6_K, Q8_0, BF16). AMX keeps the batches it pays for. */
+    static const td_kernel_table avx2_first[] = {{TD_ISA_AMX, td_kernels_amx},
+                                                 {TD_ISA_AVX2, td_kernels_avx2_quant},
+                                                 {TD_ISA_AVX2, td_kernels_avx2_float},
+                                                 {TD_ISA_AVX512, td_kernels_avx512_quant},
+                                                 {TD_ISA_AVX512, td_kernels_avx512_float}};
+    if (prefer_avx2) return td_tables_find(avx2_first, sizeof avx2_first / sizeof avx2_first[0], type, isa, cols, n_tok);
+    return td_tables_find(widest_first, sizeof widest_first / sizeof widest_first[0], type, isa, cols, n_tok);
 }

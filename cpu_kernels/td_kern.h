@@ -66,8 +66,9 @@ typedef struct td_kernel {
 } td_kernel;
 
 /* The fastest kernel for (type, cols) at ISA level `isa` or below, for batches of `n_tok` tokens per
- * weight row (AMX pays from a few tokens on); NULL when none (the caller uses the generic kernel). */
-const td_kernel *td_kernel_find(td_type type, td_isa isa, int64_t cols, int64_t n_tok);
+ * weight row (AMX pays from a few tokens on); NULL when none (the caller uses the generic kernel).
+ * prefer_avx2: try the AVX2 vector kernels before the AVX-512 ones (what --kernels auto does). */
+const td_kernel *td_kernel_find(td_type type, td_isa isa, bool prefer_avx2, int64_t cols, int64_t n_tok);
 /* The generic kernel: rows dequantized by the reference converters, then a float32 dot at `isa`. */
 const td_kernel *td_kernel_generic(td_isa isa);
 
