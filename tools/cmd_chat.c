@@ -309,7 +309,7 @@ static void td_chat_stats(const td_chat *c)
         printf("last       prompt %lld tokens (%lld reused from the cache) in %.3f s = %.1f tok/s\n",
                (long long)(s->prompt_tokens + s->reused_tokens), (long long)s->reused_tokens, s->prompt_s,
                s->prompt_tok_s);
-        char acc[32] = "n/a (no MTP)";
+        char acc[32] = "n/a (MTP off)";
         if (!isnan(s->mtp_acceptance)) snprintf(acc, sizeof acc, "%.3f", s->mtp_acceptance);
         printf("           answer %lld tokens in %.3f s = %.1f tok/s, %.2f tokens/step, MTP acceptance %s, stop: %s\n",
                (long long)s->gen_tokens, s->decode_s, s->decode_tok_s, s->tokens_per_step, acc,
@@ -413,7 +413,8 @@ static void td_chat_banner(const td_chat *c)
             c->rt.model_name, c->rt.model->format, td_template_name(c->rt.tmpl), c->rt.tmpl_why,
             (long long)td_session_ctx(c->rt.session), c->color ? TD_RESET : "");
     if (!c->o.model)
-        fprintf(f, "%s(the default model is a tiny test model with random weights: expect gibberish)%s\n",
+        fprintf(f, "%s(the bundled 10 M-parameter model: it answers dictionary questions in the right form, often "
+                   "wrongly; --model picks a real one)%s\n",
                 c->color ? TD_DIM : "", c->color ? TD_RESET : "");
     if (c->interactive)
         fprintf(f, "%sType a message; /help for commands, Ctrl-C stops an answer, Ctrl-D quits.%s\n",
