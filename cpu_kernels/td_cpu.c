@@ -178,6 +178,17 @@ const td_kernel *td_cpu_pick(const td_cpu *cpu, const td_matrix *w, int64_t n_to
     return k ? k : td_kernel_generic(cpu->isa);
 }
 
+float td_cpu_dot(const td_cpu *cpu, const float *a, const float *b, int64_t n)
+{
+    return !cpu->ref && cpu->isa >= TD_ISA_AVX2 ? td_dot_f32_avx2(a, b, n) : td_dot_f32(a, b, n);
+}
+
+void td_cpu_axpy(const td_cpu *cpu, float *y, float a, const float *x, int64_t n)
+{
+    if (!cpu->ref && cpu->isa >= TD_ISA_AVX2) td_axpy_f32_avx2(y, a, x, n);
+    else td_axpy_f32(y, a, x, n);
+}
+
 const char *td_cpu_kernel_name(const td_cpu *cpu, td_type type, int64_t cols, int64_t n_tok)
 {
     if (cpu->ref) return "ref";

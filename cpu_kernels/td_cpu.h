@@ -55,6 +55,12 @@ const char *td_cpu_describe(const td_cpu *cpu, char *buf, int cap);
  * ("q4_K/avx2", "ref"); small, cached matrices may get another. */
 const char *td_cpu_kernel_name(const td_cpu *cpu, td_type type, int64_t cols, int64_t n_tok);
 
+/* The float vector loops of attention: the reference's scalar ones with ref kernels, SIMD otherwise.
+ * Each result depends only on its inputs, never on the batch it belongs to. */
+float td_cpu_dot(const td_cpu *cpu, const float *a, const float *b, int64_t n);
+/* y += a * x */
+void td_cpu_axpy(const td_cpu *cpu, float *y, float a, const float *x, int64_t n);
+
 /* y[t][r] = sum_c W[r][c] x[t][c] for t < n (x: [n][cols], y: [n][rows]). */
 void td_cpu_linear(td_cpu *cpu, const td_matrix *w, const float *x, int64_t n, float *y);
 /* y[c] = sum_r W[r][c] x[r] (one vector through the transpose). */

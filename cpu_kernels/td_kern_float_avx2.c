@@ -66,19 +66,22 @@ void td_act_q8k_avx2(const float *x, int64_t cols, int64_t b0, int64_t b1, void 
 {
     td_block_q8_K *row = dst;
     int64_t nb = (cols + TD_QK_K - 1) / TD_QK_K;
-    float r[TD_QK_K];
+    float r[TD_QK_K], padded[TD_QK_K];
     for (int64_t b = b0; b < b1; b++) {
         int64_t c0 = b * TD_QK_K;
+        const float *xb = x + c0;
         if (cols - c0 < TD_QK_K) {
-            td_act_q8k_ref(x, cols, b, b + 1, dst);
-            continue;
+            /* a short last block: zeros leave the scale, the levels and the sums as the reference has them */
+            memset(padded, 0, sizeof padded);
+            memcpy(padded, xb, (size_t)(cols - c0) * sizeof(float));
+            xb = padded;
         }
-        td_q8k_block_avx2(x + c0, &row[b]);
+        td_q8k_block_avx2(xb, &row[b]);
         /* the residual, as the reference computes it: x - d * q, a product then a difference */
         __m256 d = _mm256_set1_ps(row[b].d);
         for (int i = 0; i < TD_QK_K; i += 8) {
             __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row[b].qs + i))));
-            _mm256_storeu_ps(r + i, _mm256_sub_ps(_mm256_loadu_ps(x + c0 + i), _mm256_mul_ps(d, q)));
+            _mm256_storeu_ps(r + i, _mm256_sub_ps(_mm256_loadu_ps(xb + i), _mm256_mul_ps(d, q)));
         }
         td_q8k_block_avx2(r, &row[nb + b]);
     }

@@ -76,11 +76,11 @@ static void td_project(td_session *s, const td_attn_weights *a, td_kv_layer *kv,
 }
 
 /* Softmax over the causal window of token t and the weighted sum of `vals` rows (width w) into out. */
-static void td_attend_row(float *scores, int64_t len, const float *vals, int64_t w, float *out)
+static void td_attend_row(const td_cpu *cpu, float *scores, int64_t len, const float *vals, int64_t w, float *out)
 {
     td_softmax(scores, len);
     memset(out, 0, (size_t)w * sizeof(float));
-    for (int64_t j = 0; j < len; j++) td_axpy_f32(out, scores[j], vals + j * w, w);
+    for (int64_t j = 0; j < len; j++) td_cpu_axpy(cpu, out, scores[j], vals + j * w, w);
 }
 
 static void td_attention_decompressed(td_session *s, const td_attn_weights *a, td_kv_layer *kv, int64_t pos0,
@@ -100,8 +100,9 @@ static void td_attention_decompressed(td_session *s, const td_attn_weights *a, t
             int64_t len = pos0 + t + 1;
             float *sr = sc->scores + t * s->n_ctx;
             for (int64_t j = 0; j < len; j++)
-                sr[j] = (td_dot_f32(qh, sc->k_h + j * dn, dn) + td_dot_f32(qh + dn, kv->krope + j * dr, dr)) * scale;
-            td_attend_row(sr, len, sc->v_h, dv, sc->attn_out + t * nh * dv + h * dv);
+                sr[j] = (td_cpu_dot(cpu, qh, sc->k_h + j * dn, dn) + td_cpu_dot(cpu, qh + dn, kv->krope + j * dr, dr)) *
+                        scale;
+            td_attend_row(cpu, sr, len, sc->v_h, dv, sc->attn_out + t * nh * dv + h * dv);
         }
     }
 }
@@ -123,8 +124,8 @@ static void td_attention_absorbed(td_session *s, const td_attn_weights *a, td_kv
             int64_t len = pos0 + t + 1;
             float *sr = sc->scores + t * s->n_ctx;
             for (int64_t j = 0; j < len; j++)
-                sr[j] = (td_dot_f32(ql, kv->ckv + j * r, r) + td_dot_f32(qr, kv->krope + j * dr, dr)) * scale;
-            td_attend_row(sr, len, kv->ckv, r, sc->olat + t * r);
+                sr[j] = (td_cpu_dot(cpu, ql, kv->ckv + j * r, r) + td_cpu_dot(cpu, qr, kv->krope + j * dr, dr)) * scale;
+            td_attend_row(cpu, sr, len, kv->ckv, r, sc->olat + t * r);
         }
         td_uv_apply(cpu, hp, a, h, sc->olat, n, sc->o_h);
         for (int64_t t = 0; t < n; t++)
