@@ -1,6 +1,7 @@
 /* tandem rules: where each module would go, how many bytes land on each device and NUMA node, the KV
  * cache at the context, the decode speed to expect, and whether it fits, before anything loads. */
 #include "td_cli.h"
+#include "td_roofline.h"
 #include "td_commands.h"
 #include "td_gguf_model.h"
 #include "td_hf.h"
@@ -40,6 +41,8 @@ static void td_rules_help(void)
         "  --gpu-reserve SIZE kept free on each GPU for the CUDA context and activations (default 1GiB)\n"
         "  --cpu-mem SIZE     use at most SIZE of host memory (shared by the NUMA nodes by their size)\n"
         "  --cpu-bw GBPS      host memory bandwidth, all nodes together (default 100 GB/s per NUMA node)\n"
+        "  --measure-bw       measure this machine's read bandwidth first (about a second, a 1 GiB buffer)\n"
+        "                     and plan with it; not with --host or --topology, which describe another host\n"
         "  --gpu-bw GBPS      GPU memory bandwidth (default: the driver's figure, else 1000 GB/s)\n"
         "  --host SPEC        plan for a host you describe: 2x384GiB (NUMA nodes x memory each), 768GiB\n"
         "  --topology T       plan for another host: synthetic:<hwloc description>, e.g.\n"
@@ -60,12 +63,28 @@ typedef struct td_rules_opts {
     const char *overrides[32];
     int n_overrides;
     td_assume_type assume;
-    bool no_mtp, autofill, json, verbose;
+    bool no_mtp, autofill, json, verbose, measure_bw;
     int64_t ctx;
     int kv_bytes;
     td_devices_params dev;
     bool gpus_given;
 } td_rules_opts;
+
+/* This machine's read bandwidth, measured with the kernels' own pool (the decode roofline). */
+static td_status td_rules_measure_bw(const td_rules_opts *o, td_devices *devices)
+{
+    if (o->dev.topology || o->dev.host_nodes > 0)
+        return td_fail(TD_E_ARG, "--measure-bw measures this machine; it cannot go with --host or --topology");
+    if (o->dev.cpu_bw_gbps > 0) return td_fail(TD_E_ARG, "--measure-bw and --cpu-bw both set the host bandwidth: give one");
+    td_cpu_params cp = {.kernels = TD_KERNELS_AUTO, .max_tokens = 1, .max_cols = 256, .hidden = 256};
+    td_cpu *cpu;
+    TD_TRY(td_cpu_create(&cp, &cpu));
+    td_membw_result r;
+    td_status st = td_membw_measure(cpu, 0, 5, &r);
+    td_cpu_free(cpu);
+    if (st == TD_OK) td_devices_set_cpu_bandwidth(devices, r.gbps_median, TD_BW_MEASURED);
+    return st;
+}
 
 static int td_rules_parse(int argc, char **argv, td_rules_opts *o)
 {
@@ -91,6 +110,8 @@ static int td_rules_parse(int argc, char **argv, td_rules_opts *o)
             if (!(o->model = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--config")) {
             if (!(o->config = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--measure-bw")) {
+            o->measure_bw = true;
         } else if (td_args_is(&a, "--topology")) {
             if (!(o->dev.topology = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--override")) {
@@ -194,6 +215,7 @@ int td_cmd_rules(int argc, char **argv)
     td_status st = devices ? td_rules_load(&o, &rules) : td_fail(TD_E_NOMEM, "out of memory");
     if (st == TD_OK) st = o.model ? td_rules_open_model(o.model, &hp, &dir, &gguf) : td_hparams_load(o.config, &hp);
     if (st == TD_OK) st = td_devices_detect(&o.dev, devices);
+    if (st == TD_OK && o.measure_bw) st = td_rules_measure_bw(&o, devices);
     if (st == TD_OK) {
         td_plan_params p = {.hp = &hp, .dir = dir, .assume_type = o.assume, .no_mtp = o.no_mtp, .rules = rules,
                             .devices = devices, .ctx = o.ctx, .kv_elem_bytes = o.kv_bytes};

@@ -63,6 +63,14 @@ out=$("$T" rules --config "$CFG" 2>&1); rc=$?
 check "--config needs --assume-type" '[ $rc -eq 2 ] && grep -q -- "--assume-type" <<<"$out"'
 "$T" rules --help >/dev/null || { echo "FAIL: --help"; fail=1; }
 
+# the roofline from this machine's measured bandwidth, and what cannot go with it
+out=$("$T" rules --rules cpu-only --config "$CFG" --assume-type q4_k --measure-bw 2>&1); rc=$?
+check "--measure-bw (exit $rc)" '[ $rc -le 1 ] && grep -q "GB/s (measured)" <<<"$out"'
+out=$("$T" rules --rules cpu-only --config "$CFG" --assume-type q4_k --measure-bw --host 2x384GiB 2>&1); rc=$?
+check "--measure-bw with --host (exit $rc)" '[ $rc -eq 1 ] && grep -q "cannot go with --host" <<<"$out"'
+out=$("$T" rules --rules cpu-only --config "$CFG" --assume-type q4_k --measure-bw --cpu-bw 50 2>&1); rc=$?
+check "--measure-bw with --cpu-bw (exit $rc)" '[ $rc -eq 1 ] && grep -q "give one" <<<"$out"'
+
 # the engine runs CPU plans, and refuses GPU placements until the GPU path lands
 out=$("$T" eval --model "$TINY" --rules cpu-only --kernels ref 2>&1); rc=$?
 check "eval with a CPU plan (exit $rc)" '[ $rc -eq 0 ] && grep -q "\"pass\":true" <<<"$out"'
