@@ -79,6 +79,10 @@ typedef struct td_moe_batch {
     float *out;            /* [n_tok][hidden], accumulated into */
 } td_moe_batch;
 void td_cpu_moe(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const td_moe_batch *b);
+/* Wall time the fast MoE path has spent in each phase since the context was made (seconds, summed over
+ * calls): [0] inputs prepared, [1] gate/up (with h prepared), [2] down and the weighted sum, [3] the
+ * node partials added. For the benchmarks' profile. */
+void td_cpu_moe_phase_times(const td_cpu *cpu, double out[4]);
 
 /* Moves each expert's weight pages to the NUMA node that computes it (libnuma), once at load. Experts
  * are split across nodes, never duplicated; a no-op on one node. Best effort: pages the kernel cannot

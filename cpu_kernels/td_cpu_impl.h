@@ -9,11 +9,11 @@
 
 #include <stdatomic.h>
 
-#define TD_MOE_ROWS_UP 256   /* gate/up rows per work item with the AMX tiles; one Q8_K block of h */
+#define TD_MOE_ROWS_UP 512   /* gate/up rows per work item with the AMX tiles (each lays out its B tiles) */
 #define TD_MOE_ROWS_UP_GEMV 64 /* ... with the vector kernels: finer items balance the threads better */
-#define TD_MOE_HBLK 256      /* h is prepared for the down projection in blocks of this many rows */
+#define TD_MOE_HBLK 512      /* h is prepared for the down projection in blocks of this many rows */
 #define TD_MOE_ROWS_DOWN 64  /* down rows per work item */
-#define TD_MOE_TOK_BATCH 64  /* tokens of one expert per kernel call */
+#define TD_MOE_TOK_BATCH TD_KERN_AMX_TOKENS /* tokens of one expert per kernel call (one pass of the AMX kernel) */
 
 typedef struct td_moe_scratch {
     int max_experts, top_k;
@@ -34,6 +34,10 @@ typedef struct td_moe_scratch {
     float *partial;           /* [n_nodes][max_tokens][hidden] when more than one node computes */
     float *xg, *yg;           /* [max_tokens][hidden] tokens of one expert (reference path) */
     _Atomic int32_t *hblk_done; /* [max_experts][h blocks] gate/up items finished per block of h */
+    uint8_t *htiles;          /* h of each expert's slots as AMX B tiles (groups of 16 slots), when AMX may run */
+    int32_t *hgroup;          /* [max_experts] first group of each active expert in htiles */
+    size_t htile_group;       /* bytes of one group: ceil(ffn_width / 32) KiB */
+    double phase_s[4];        /* time per phase (td_cpu_moe_phase_times), kept by thread 0 */
     int64_t n_hblk;
 } td_moe_scratch;
 
@@ -61,7 +65,7 @@ struct td_cpu {
 /* Per-thread memory: the kernel's scratch first, then `tiles` bytes for the caller. */
 static inline td_kern_ctx td_cpu_kctx(const td_cpu *cpu, int ith)
 {
-    return (td_kern_ctx){cpu->kscratch + (size_t)ith * cpu->kscratch_stride, cpu->kern_bytes, false};
+    return (td_kern_ctx){.scratch = cpu->kscratch + (size_t)ith * cpu->kscratch_stride, .scratch_bytes = cpu->kern_bytes};
 }
 static inline float *td_cpu_tiles(const td_cpu *cpu, int ith)
 {

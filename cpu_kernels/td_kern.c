@@ -89,10 +89,12 @@ void td_act_prepare(td_act a, td_isa isa, const float *x, int64_t cols, void *ds
 
 size_t td_kern_scratch_bytes(int64_t max_cols)
 {
-    /* the generic kernel's dequantized row, or the AMX kernel's B tiles of 64 tokens, its weight panel of
-     * 32 bf16 rows, a C tile and a float row: 196 bytes per column plus 1 KiB */
+    /* the generic kernel's dequantized row, or the AMX kernel's B tiles of TD_KERN_AMX_TOKENS tokens (2 bytes
+     * a column each), its weight panel of 32 bf16 rows (whole chunks of up to 1024 columns), a 4 KiB C slot
+     * per 32 tokens, a C tile and a float row */
     size_t generic = (size_t)max_cols * sizeof(float);
-    size_t amx = (size_t)td_round_up(max_cols, 32) * 196 + 4096;
+    size_t amx = (size_t)td_round_up(max_cols, 1024) * (2 * TD_KERN_AMX_TOKENS + 64 + 4) +
+                 (TD_KERN_AMX_TOKENS / 32) * 4096 + 1024 + 4096;
     return (generic > amx ? generic : amx) + 4096;
 }
 

@@ -49,8 +49,14 @@ typedef struct td_kern_ctx {
     /* set by a caller that passes the same activations (x, n) as its previous call on this scratch, so a
      * kernel may reuse what it prepared from them (the AMX kernel's B tiles) */
     bool same_acts;
+    /* the AMX kernel's B tiles of these n tokens, already laid out by td_amx_pack_btiles (groups of 16
+     * tokens, each ceil(cols / 32) KiB); NULL: the kernel lays them out itself */
+    const uint8_t *btiles;
 } td_kern_ctx;
 size_t td_kern_scratch_bytes(int64_t max_cols);
+/* Tokens the AMX kernel lays out and runs in one pass over the weights (larger calls take several);
+ * callers batching an expert's tokens use the same count. A multiple of 32. */
+#define TD_KERN_AMX_TOKENS 96
 
 typedef void (*td_gemv_fn)(const td_kern_ctx *ctx, const td_matrix *w, int64_t r0, int64_t r1,
                            const void *const *x, int64_t n, float *y, int64_t ldy);
@@ -79,11 +85,18 @@ extern const td_kernel td_kernels_avx512_float[];
 extern const td_kernel td_kernels_avx512_quant[];
 extern const td_kernel td_kernels_amx[];
 
+/* B tiles kt0..kt1-1 (tile kt at dst + kt KiB) of up to 16 bf16 activation rows (TD_ACT_BF16, zeros past
+ * cnt), in the AMX kernel's layout; callers that reuse the same activations across many calls (the MoE
+ * down projection) lay them out once and pass them in td_kern_ctx.btiles. Needs TD_ISA_AMX. */
+void td_amx_pack_btiles(const void *const *x, int cnt, int64_t kt0, int64_t kt1, uint8_t *dst);
+
 /* ISA helpers used by the generic kernel and the MoE glue (implemented per ISA file). */
 float td_dot_f32_avx2(const float *a, const float *b, int64_t n);
 void td_act_q8k_avx2(const float *x, int64_t cols, int64_t b0, int64_t b1, void *dst);
 void td_act_bf16_avx2(const float *x, int64_t cols, void *dst);
 /* y += a * x */
 void td_axpy_f32_avx2(float *y, float a, const float *x, int64_t n);
+/* h = silu(g) * u, the SwiGLU product (a vector e^x, within a few ulp of expf) */
+void td_silu_mul_avx2(float *h, const float *g, const float *u, int64_t n);
 
 #endif

@@ -16,6 +16,7 @@
 #include "td_ops.h"
 
 #include <string.h>
+#include <time.h>
 
 static size_t td_max_act_row(int64_t cols)
 {
@@ -62,6 +63,14 @@ td_status td_moe_scratch_alloc(td_cpu *cpu)
     m->hblk_done = td_calloc(E * (size_t)m->n_hblk, sizeof *m->hblk_done);
     m->xptr = td_calloc(S, sizeof *m->xptr);
     m->hptr = td_calloc(S, sizeof *m->hptr);
+    if (cpu->isa >= TD_ISA_AMX) { /* the down projection's B tiles, laid out once per expert */
+        m->htile_group = (size_t)((F + 31) / 32) * 1024;
+        m->htiles = td_malloc_aligned((S / 16 + E + 1) * m->htile_group, 64);
+        m->hgroup = td_calloc(E, sizeof *m->hgroup);
+        if (!m->htiles || !m->hgroup)
+            return td_fail(TD_E_NOMEM, "out of memory for the MoE B tiles (%zu tokens x %d experts each, width %zu)", T,
+                           m->top_k, F);
+    }
     int nodes = td_cpu_used_nodes(cpu);
     if (nodes > 1) m->partial = td_malloc_aligned((size_t)td_pool_plan(cpu->pool)->n_nodes * T * H * sizeof(float), 64);
     if (!m->count || !m->fill || !m->active || !m->slot_tok || !m->slot_w || !m->xq || !m->h || !m->hq || !m->xptr ||
@@ -85,6 +94,8 @@ void td_moe_scratch_free(td_moe_scratch *m)
     td_free(m->hptr);
     td_free(m->partial);
     td_free((void *)m->hblk_done);
+    td_free(m->htiles);
+    td_free(m->hgroup);
     td_free(m->xg);
     td_free(m->yg);
     memset(m, 0, sizeof *m);
@@ -133,6 +144,8 @@ static void td_moe_prepare_x(const td_pool_task *t, const td_moe_job *j)
         td_act_prepare(j->kg->act, cpu->isa, j->b->x + i * j->H, j->H, m->xq + (size_t)i * m->xq_row);
 }
 
+static bool td_moe_htiled(const td_moe_scratch *m, const td_moe_job *j) { return m->htiles && j->kd->isa == TD_ISA_AMX; }
+
 /* h rows [r0, r1) of every slot of active expert a, prepared for the down projection */
 static void td_moe_prepare_h(td_cpu *cpu, const td_moe_job *j, int e, int64_t r0, int64_t r1)
 {
@@ -141,6 +154,12 @@ static void td_moe_prepare_h(td_cpu *cpu, const td_moe_job *j, int e, int64_t r0
     int64_t s1 = m->fill[e], s0 = s1 - m->count[e];
     for (int64_t s = s0; s < s1; s++)
         td_act_prepare_range(hact, cpu->isa, m->h + (size_t)s * (size_t)j->F, j->F, r0, r1, m->hq + (size_t)s * m->hq_row);
+    if (!td_moe_htiled(m, j)) return;
+    /* the AMX down projection reads these columns as B tiles: lay them out once here, not in every call */
+    uint8_t *g0 = m->htiles + (size_t)m->hgroup[e] * m->htile_group;
+    for (int64_t s = s0; s < s1; s += 16)
+        td_amx_pack_btiles(m->hptr + s, (int)(s1 - s < 16 ? s1 - s : 16), r0 / 32, (r1 + 31) / 32,
+                           g0 + (size_t)((s - s0) / 16) * m->htile_group);
 }
 
 static void td_moe_gate_up(const td_pool_task *t, const td_moe_job *j)
@@ -167,7 +186,9 @@ static void td_moe_gate_up(const td_pool_task *t, const td_moe_job *j)
             for (int64_t s = 0; s < nb; s++) {
                 float *h = m->h + (size_t)(sb + s) * (size_t)F;
                 const float *gs = gt + s * R, *us = ut + s * R;
-                for (int64_t r = r0; r < r1; r++) h[r] = td_silu(gs[r - r0]) * us[r - r0];
+                if (cpu->isa >= TD_ISA_AVX2) td_silu_mul_avx2(h + r0, gs, us, r1 - r0);
+                else
+                    for (int64_t r = r0; r < r1; r++) h[r] = td_silu(gs[r - r0]) * us[r - r0];
             }
         }
         if (j->kd->act == TD_ACT_F32) continue;
@@ -201,6 +222,8 @@ static void td_moe_down(const td_pool_task *t, const td_moe_job *j)
             int64_t s1 = m->fill[e], s0 = s1 - m->count[e];
             for (int64_t sb = s0; sb < s1; sb += TD_MOE_TOK_BATCH) {
                 int64_t nb = s1 - sb < TD_MOE_TOK_BATCH ? s1 - sb : TD_MOE_TOK_BATCH;
+                if (td_moe_htiled(m, j))
+                    ctx.btiles = m->htiles + (size_t)(m->hgroup[e] + (sb - s0) / 16) * m->htile_group;
                 j->kd->fn(&ctx, &j->ex[e].down, r0, r1, m->hptr + sb, nb, dt, TD_MOE_ROWS_DOWN);
                 for (int64_t s = 0; s < nb; s++) {
                     float *o = out + (size_t)m->slot_tok[sb + s] * (size_t)H + r0;
@@ -224,19 +247,46 @@ static void td_moe_reduce(const td_pool_task *t, const td_moe_job *j)
     }
 }
 
+static double td_moe_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* thread 0, after a barrier: the phase that just ended took until now */
+static void td_moe_lap(const td_pool_task *t, const td_moe_job *j, int phase, double *t0)
+{
+    if (t->ith != 0) return;
+    double now = td_moe_now();
+    j->cpu->moe.phase_s[phase] += now - *t0;
+    *t0 = now;
+}
+
 static void td_moe_task(const td_pool_task *t, void *arg)
 {
     const td_moe_job *j = arg;
+    double t0 = t->ith == 0 ? td_moe_now() : 0;
     td_moe_prepare_x(t, j);
     td_pool_barrier(t);
+    td_moe_lap(t, j, 0, &t0);
     td_moe_gate_up(t, j);
     td_pool_barrier(t);
+    td_moe_lap(t, j, 1, &t0);
     td_moe_down(t, j);
     if (j->partial) {
         td_pool_barrier(t);
+        td_moe_lap(t, j, 2, &t0);
         td_moe_reduce(t, j);
+        td_pool_barrier(t);
+        td_moe_lap(t, j, 3, &t0);
+    } else {
+        td_pool_barrier(t);
+        td_moe_lap(t, j, 2, &t0);
     }
 }
+
+void td_cpu_moe_phase_times(const td_cpu *cpu, double out[4]) { memcpy(out, cpu->moe.phase_s, sizeof cpu->moe.phase_s); }
 
 /* Counting sort of the slots by expert; experts with tokens listed node by node. Returns the count. */
 static int td_moe_group(td_cpu *cpu, int n_experts, const td_moe_batch *b)
@@ -249,7 +299,7 @@ static int td_moe_group(td_cpu *cpu, int n_experts, const td_moe_batch *b)
         TD_ASSERT(b->ids[i] >= 0 && b->ids[i] < n_experts);
         m->count[b->ids[i]]++;
     }
-    int na = 0, off = 0;
+    int na = 0, off = 0, groups = 0;
     for (int g = 0; g < plan->n_nodes; g++) {
         m->node_active[g] = na;
         int first, end;
@@ -258,6 +308,8 @@ static int td_moe_group(td_cpu *cpu, int n_experts, const td_moe_batch *b)
             if (!m->count[e]) continue;
             m->active[na++] = e;
             m->fill[e] = off;
+            if (m->hgroup) m->hgroup[e] = groups;
+            groups += (m->count[e] + 15) / 16;
             off += m->count[e];
         }
     }

@@ -75,6 +75,9 @@ static double tk_tol(const td_kernel *k, int64_t cols)
     return 1e-3; /* x^ and w rounded to bf16 here too; a SIMD dequantization may round a few weights the other way */
 }
 
+/* The AMX B-tile packer matching the table under test (set by the AMX tests; NULL elsewhere). */
+static void (*tk_pack_btiles)(const void *const *x, int cnt, int64_t kt0, int64_t kt1, uint8_t *dst);
+
 typedef struct tk_case {
     int64_t rows, cols, n; /* n tokens */
 } tk_case;
@@ -104,7 +107,7 @@ static void tk_check_on(const td_kernel *k, const td_matrix *m, const float *wf,
         xp[t] = k->act == TD_ACT_F32 ? (const void *)(x + t * cols) : xa + (size_t)t * arow;
     }
     for (int64_t i = 0; i < n * ldy; i++) y[i] = NAN;
-    td_kern_ctx ctx = {scratch, scratch_bytes, false};
+    td_kern_ctx ctx = {.scratch = scratch, .scratch_bytes = scratch_bytes};
     k->fn(&ctx, m, r0, r1, xp, n, y, ldy);
     /* again, told the activations are those of the previous call: the same bits */
     float *y2 = td_malloc((size_t)(n * ldy) * sizeof(float));
@@ -112,6 +115,18 @@ static void tk_check_on(const td_kernel *k, const td_matrix *m, const float *wf,
     ctx.same_acts = true;
     k->fn(&ctx, m, r0, r1, xp, n, y2, ldy);
     TD_CHECKF(memcmp(y, y2, (size_t)(n * ldy) * sizeof(float)) == 0, "%s %s: a repeated call differs", k->name, what);
+    if (k->isa == TD_ISA_AMX && tk_pack_btiles) { /* again, with B tiles laid out by the caller */
+        int64_t nkt = (cols + 31) / 32, ng = (n + 15) / 16;
+        uint8_t *bt = td_malloc_aligned((size_t)(ng * nkt) * 1024, 64);
+        for (int64_t g = 0; g < ng; g++)
+            tk_pack_btiles(xp + 16 * g, (int)(n - 16 * g < 16 ? n - 16 * g : 16), 0, nkt, bt + (size_t)(g * nkt) * 1024);
+        for (int64_t i = 0; i < n * ldy; i++) y2[i] = NAN;
+        td_kern_ctx pre = {.scratch = scratch, .scratch_bytes = scratch_bytes, .btiles = bt};
+        k->fn(&pre, m, r0, r1, xp, n, y2, ldy);
+        TD_CHECKF(memcmp(y, y2, (size_t)(n * ldy) * sizeof(float)) == 0, "%s %s: with the caller's B tiles it differs",
+                  k->name, what);
+        td_free(bt);
+    }
     td_free(y2);
     int bad = 0;
     double tol = tk_tol(k, cols), worst = 0;
@@ -212,7 +227,7 @@ static void tk_check_table(const td_kernel *table, int64_t max_tokens)
         td_tensor_dir_free(dir);
         dir = NULL;
     }
-    static const int64_t tokens[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 70};
+    static const int64_t tokens[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 70, 100};
     for (const td_kernel *k = table; k->fn; k++) {
         int64_t b = k->col_multiple;
         int64_t colset[4] = {b, 3 * b, b > 1 ? 9 * b : 37, b > 1 ? 29 * b : 1000};

@@ -280,8 +280,9 @@ int td_bench_experts(int argc, char **argv)
         td_bx_route(&o, &rng, ids, wts, logical, &w, &cursor);
         td_cpu_moe(cpu, logical, TD_BX_EXPERTS, &b);
     }
-    double total_t = 0, total_bytes = 0, total_flops = 0;
+    double total_t = 0, total_bytes = 0, total_flops = 0, ph0[4], ph1[4];
     int it = 0;
+    td_cpu_moe_phase_times(cpu, ph0);
     while (it < o.iters && total_t < o.seconds) {
         int used = td_bx_route(&o, &rng, ids, wts, logical, &w, &cursor);
         double t0 = td_bx_now();
@@ -292,6 +293,7 @@ int td_bench_experts(int argc, char **argv)
         total_bytes += (double)used * (double)expert_bytes;
         total_flops += 2.0 * 3.0 * (double)H * TD_BX_WIDTH * (double)(N * TD_BX_TOPK);
     }
+    td_cpu_moe_phase_times(cpu, ph1);
     double gbps = total_bytes / total_t * 1e-9, tflops = total_flops / total_t * 1e-12;
     qsort(times, (size_t)it, sizeof *times, td_cmp_dbl);
     int64_t per_expert = (N * TD_BX_TOPK + TD_BX_EXPERTS - 1) / TD_BX_EXPERTS;
@@ -314,6 +316,10 @@ int td_bench_experts(int argc, char **argv)
         printf("time        %.3f ms per layer (median %.3f, best %.3f) over %d iterations\n", total_t / it * 1e3,
                times[it / 2] * 1e3, times[0] * 1e3, it);
         printf("weights     %.2f GB/s effective = %.3f x membw\n", gbps, gbps / mb.gbps_median);
+        if (ph1[1] > ph0[1]) /* where a layer's time goes (the fast path's phases, wall time) */
+            printf("phases      inputs %.1f%%, gate/up %.1f%%, down %.1f%%, node sums %.1f%% of the time\n",
+                   100 * (ph1[0] - ph0[0]) / total_t, 100 * (ph1[1] - ph0[1]) / total_t, 100 * (ph1[2] - ph0[2]) / total_t,
+                   100 * (ph1[3] - ph0[3]) / total_t);
         printf("compute     %.3f TFLOP/s; roofline %.3f TFLOP/s = min(peak %.2f (%s), membw x %.1f FLOP/B) -> %.3f of roofline\n",
                tflops, roof, peak, td_isa_name(peak_isa), flop_per_byte, tflops / roof);
     }

@@ -78,6 +78,7 @@ PE=${PREFILL_EXPERTS:-$([ "${AVAIL_GB:-0}" -ge 24 ] && echo 128 || echo 32)}
 BENCHES=(
     "decode q4_K 1 tok|--type q4_k --tokens 1"
     "decode q4_K 1 tok (avx2)|--type q4_k --tokens 1 --kernels avx2"
+    "decode q4_K 1 tok (avx512)|--type q4_k --tokens 1 --kernels avx512"
     "decode q4_K 8 tok|--type q4_k --tokens 8"
     "decode q8_0 1 tok|--type q8_0 --tokens 1"
     "decode bf16 1 tok|--type bf16 --tokens 1"
