@@ -274,6 +274,59 @@ TD_INLINE void td_amx_c_load(const uint8_t *slot)
     _tile_loadd(3, slot + 3072, 64);
 }
 
+/* The products of one chunk (nk tile columns from kt0) for token groups in pairs, 2 x 2 C tiles (tmm0-3:
+ * rows 16a, tokens 16b), A in tmm4-5 and B in tmm6-7; with several pairs the C tiles are parked in a
+ * 4 KiB slot per pair between chunks, and after the last chunk they go out to y. */
+static void td_amx_pairs(const uint8_t *a0, const uint8_t *a1, const uint8_t *bt, int64_t nkt, int64_t kt0, int64_t nk,
+                         int64_t ch, int64_t nch, int ng, bool low_only, uint8_t *cslots, float *ctmp, float *y,
+                         int64_t ldy, int64_t t0, int64_t n, int64_t row_off, int nr)
+{
+    int npair = (ng + 1) / 2;
+    for (int p = 0; p < npair; p++) {
+        bool two = 2 * p + 1 < ng;
+        const uint8_t *b0 = bt + (size_t)(2 * p) * (size_t)nkt * 1024 + (size_t)kt0 * 1024;
+        const uint8_t *b1 = b0 + (size_t)nkt * 1024;
+        if (ch == 0) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+        } else if (npair > 1) {
+            td_amx_c_load(cslots + 4096 * p);
+        }
+        for (int64_t kt = 0; kt < nk; kt++) {
+            _tile_loadd(4, a0 + (size_t)kt * 1024, 64);
+            _tile_loadd(6, b0 + (size_t)kt * 1024, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (two) {
+                _tile_loadd(7, b1 + (size_t)kt * 1024, 64);
+                _tile_dpbf16ps(1, 4, 7);
+            }
+            if (!low_only) {
+                _tile_loadd(5, a1 + (size_t)kt * 1024, 64);
+                _tile_dpbf16ps(2, 5, 6);
+                if (two) _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+        if (ch + 1 < nch) {
+            if (npair > 1) td_amx_c_save(cslots + 4096 * p);
+            continue;
+        }
+        /* last chunk: C tile (a, b) holds weight rows 16a, tokens t0 + 16(2p + b) */
+        for (int a = 0; a < (low_only ? 1 : 2); a++)
+            for (int bb = 0; bb < (two ? 2 : 1); bb++) {
+                int tile = 2 * a + bb;
+                if (tile == 0) _tile_stored(0, ctmp, 64);
+                else if (tile == 1) _tile_stored(1, ctmp, 64);
+                else if (tile == 2) _tile_stored(2, ctmp, 64);
+                else _tile_stored(3, ctmp, 64);
+                int64_t tt = t0 + 16 * (2 * p + bb);
+                int cnt_t = (int)(n - tt < 16 ? n - tt : 16), cnt_r = nr - 16 * a < 16 ? nr - 16 * a : 16;
+                td_amx_store(ctmp, y + tt * ldy + row_off + 16 * a, ldy, cnt_t, cnt_r);
+            }
+    }
+}
+
 /* Structure: for each panel of 32 weight rows, K is walked in chunks of 256 columns. A chunk of the
  * weights is dequantized into a 16 KiB buffer that stays in L1, then every token-group pair (32 tokens,
  * 2 x 2 C tiles) runs over it; with more than 32 tokens the C tiles of each pair are parked in a 4 KiB
@@ -286,7 +339,7 @@ static void td_gemm_amx_bf16(const td_kern_ctx *ctx, const td_matrix *w, int64_t
     /* scratch (td_kern_scratch_bytes): B tiles of 64 tokens | panel or chunk | C slots | C tile | a float row */
     uint8_t *btiles = ctx->scratch;
     uint8_t *panel = btiles + (size_t)nkt * 1024 * (TD_AMX_TOKENS / 16);
-    uint8_t *cslots = panel + (size_t)nch * TD_AMX_CHUNK_BYTES;
+    uint8_t *cslots = panel + (size_t)nch * TD_AMX_CHUNK_BYTES; /* 4 KiB a pair */
     float *ctmp = (float *)(cslots + TD_AMX_PAIRS * 4096);
     float *rowf = ctmp + 256;
     int block_cols = 32;
@@ -295,7 +348,7 @@ static void td_gemm_amx_bf16(const td_kern_ctx *ctx, const td_matrix *w, int64_t
     td_amx_config();
     for (int64_t t0 = 0; t0 < n; t0 += TD_AMX_TOKENS) {
         int64_t nt = n - t0 < TD_AMX_TOKENS ? n - t0 : TD_AMX_TOKENS;
-        int ng = (int)((nt + 15) / 16), npair = (ng + 1) / 2;
+        int ng = (int)((nt + 15) / 16);
         const uint8_t *bt = btiles;
         if (ctx->btiles) {
             bt = ctx->btiles + (size_t)(t0 / 16) * (size_t)nkt * 1024;
@@ -339,49 +392,9 @@ static void td_gemm_amx_bf16(const td_kern_ctx *ctx, const td_matrix *w, int64_t
                     }
                 }
                 const uint8_t *a1 = a0 + TD_AMX_CHUNK_KT * 1024;
-                for (int p = 0; p < npair; p++) {
-                    bool two = 2 * p + 1 < ng;
-                    const uint8_t *b0 = bt + (size_t)(2 * p) * (size_t)nkt * 1024 + (size_t)kt0 * 1024;
-                    const uint8_t *b1 = b0 + (size_t)nkt * 1024;
-                    if (ch == 0) {
-                        _tile_zero(0);
-                        _tile_zero(1);
-                        _tile_zero(2);
-                        _tile_zero(3);
-                    } else if (npair > 1) {
-                        td_amx_c_load(cslots + 4096 * p);
-                    }
-                    for (int64_t kt = 0; kt < nk; kt++) {
-                        _tile_loadd(4, a0 + (size_t)kt * 1024, 64);
-                        _tile_loadd(6, b0 + (size_t)kt * 1024, 64);
-                        _tile_dpbf16ps(0, 4, 6);
-                        if (two) {
-                            _tile_loadd(7, b1 + (size_t)kt * 1024, 64);
-                            _tile_dpbf16ps(1, 4, 7);
-                        }
-                        if (!low_only) {
-                            _tile_loadd(5, a1 + (size_t)kt * 1024, 64);
-                            _tile_dpbf16ps(2, 5, 6);
-                            if (two) _tile_dpbf16ps(3, 5, 7);
-                        }
-                    }
-                    if (ch + 1 < nch) {
-                        if (npair > 1) td_amx_c_save(cslots + 4096 * p);
-                        continue;
-                    }
-                    /* last chunk: C tile (a, b) holds weight rows r + 16a, tokens t0 + 16(2p + b) */
-                    for (int a = 0; a < (low_only ? 1 : 2); a++)
-                        for (int bb = 0; bb < (two ? 2 : 1); bb++) {
-                            int tile = 2 * a + bb;
-                            if (tile == 0) _tile_stored(0, ctmp, 64);
-                            else if (tile == 1) _tile_stored(1, ctmp, 64);
-                            else if (tile == 2) _tile_stored(2, ctmp, 64);
-                            else _tile_stored(3, ctmp, 64);
-                            int64_t tt = t0 + 16 * (2 * p + bb);
-                            int cnt_t = (int)(n - tt < 16 ? n - tt : 16), cnt_r = nr - 16 * a < 16 ? nr - 16 * a : 16;
-                            td_amx_store(ctmp, y + tt * ldy + (r - r0) + 16 * a, ldy, cnt_t, cnt_r);
-                        }
-                }
+                /* (a double-buffered 2 x 1 scheme, loading column kt + 1 into spare registers while column kt
+                 * multiplies, measured no faster on the AMX host: the tile loads are not what waits) */
+                td_amx_pairs(a0, a1, bt, nkt, kt0, nk, ch, nch, ng, low_only, cslots, ctmp, y, ldy, t0, n, r - r0, nr);
             }
         }
     }

@@ -105,6 +105,8 @@ for b in "${BENCHES[@]}"; do
     line="$(jget kernel "$log"): $(fmt "$(jget gbps "$log")" 1) GB/s = $(fmt "$(jget ratio "$log")" 3) x membw, $(fmt "$(jget tflops "$log")" 3) TFLOP/s"
     case $name in prefill*)
         line="$line, roofline $(fmt "$(jget roofline_tflops "$log")" 2) -> $(fmt "$(jget roofline_ratio "$log")" 3)"
+        pk=$(jget peak_tflops "$log") tf=$(jget tflops "$log")
+        [ -n "$pk" ] && [ -n "$tf" ] && line="$line, peak $(fmt "$pk" 1) -> $(awk -v a="$tf" -v b="$pk" 'BEGIN { printf "%.3f", a / b }')"
         dn=$(jget onednn_bf16_tflops "$log")
         [ -n "$dn" ] && line="$line; onednn bf16 $(fmt "$dn" 2) / int8 $(fmt "$(jget onednn_int8_tops "$log")" 2)"
         ;;
