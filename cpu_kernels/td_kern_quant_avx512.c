@@ -20,8 +20,10 @@
 /* f16 -> f32 with the F16C instruction (every CPU with these kernels has it) */
 #define td_h2f(h) _cvtsh_ss(h)
 #define TD_T_MAX 8 /* virtual tokens per pass: up to 4 tokens, each with its residual activation row */
-#ifndef TD_PREFETCH_BLOCKS
-#define TD_PREFETCH_BLOCKS 4 /* software prefetch distance in blocks: +20% decode bandwidth on a Xeon (AMX host) */
+/* Software prefetch this far ahead of each row being read. On the AMX host 4 KiB measured 15% faster
+ * decode than 4 blocks (576 bytes for Q4_K), which itself was 20% faster than no prefetch. */
+#ifndef TD_PREFETCH_BYTES
+#define TD_PREFETCH_BYTES 4096
 #endif
 
 /* 512-bit shuffle masks (the 256-bit pattern twice): td_bc[j] repeats int16 element j of each 128-bit
@@ -338,8 +340,8 @@ TD_INLINE void td_q8_0_pair_row(const uint8_t *a, const uint8_t *b, int64_t nb, 
 {
     const td_block_q8_0 *A = (const void *)a, *B = (const void *)b;
     for (int64_t k = 0; k < nb; k++) {
-        _mm_prefetch((const char *)(A + k + 16), _MM_HINT_T0); /* ~TD_PREFETCH_BLOCKS K-quant blocks of bytes ahead */
-        _mm_prefetch((const char *)(B + k + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(A + k) + TD_PREFETCH_BYTES, _MM_HINT_T0); /* each line, one 34-byte block or two */
+        _mm_prefetch((const char *)(B + k) + TD_PREFETCH_BYTES, _MM_HINT_T0);
         __m512i w = td_load2((const uint8_t *)A[k].qs, (const uint8_t *)B[k].qs);
         __m512i aw = _mm512_abs_epi8(w);
         __mmask64 neg = _mm512_movepi8_mask(w);
@@ -378,11 +380,10 @@ TD_INLINE void td_store_pair(__m512 acc, float *ya, float *yb)
             xb[T + t] = xb[t] + nb;                                                                                  \
         }                                                                                                            \
         for (int64_t b = 0; b < nb; b++) {                                                                           \
-            if (TD_PREFETCH_BLOCKS)                                                                                  \
-                for (size_t o = 0; o < (BLOCK_BYTES); o += 64) {                                                     \
-                    _mm_prefetch((const char *)ra + (size_t)(b + TD_PREFETCH_BLOCKS) * (BLOCK_BYTES) + o, _MM_HINT_T0); \
-                    _mm_prefetch((const char *)rb + (size_t)(b + TD_PREFETCH_BLOCKS) * (BLOCK_BYTES) + o, _MM_HINT_T0); \
-                }                                                                                                    \
+            for (size_t o = 0; o < (BLOCK_BYTES); o += 64) {                                                         \
+                _mm_prefetch((const char *)ra + (size_t)b * (BLOCK_BYTES) + TD_PREFETCH_BYTES + o, _MM_HINT_T0);     \
+                _mm_prefetch((const char *)rb + (size_t)b * (BLOCK_BYTES) + TD_PREFETCH_BYTES + o, _MM_HINT_T0);     \
+            }                                                                                                        \
             PAIR(ra + (size_t)b * (BLOCK_BYTES), rb + (size_t)b * (BLOCK_BYTES), xb, 2 * T, acc);                     \
             TD_UNROLL                                                                                                \
             for (int t = 0; t < 2 * T; t++) xb[t]++;                                                                 \
