@@ -5,7 +5,7 @@
 #   tools/gpu-host/amxprof.sh BUILD_DIR [VARIANT...]     (BUILD_DIR holds libtandem.a of a Release build)
 # Variants (combine with +): base, nodeq (no dequantization), nodp (no tile products), nospill (C tiles not
 # parked between chunks), noA / noB (no A / B tile loads), c256 (256-column chunks), nta (weights prefetched
-# non-temporal). Default: base nodeq nodp nospill noA noB.
+# non-temporal), t1 (weights prefetched to L2 only). Default: base nodeq nodp nospill noA noB.
 set -eu
 B=$1; shift
 D=$(cd "$(dirname "$0")" && pwd); S=$(cd "$D/../.." && pwd)
@@ -24,6 +24,7 @@ for v in "${@:-base nodeq nodp nospill noA noB}"; do
     case $one in *noA*) sed -i '/_tile_loadd([45], a[01] + (size_t)kt \* 1024, 64);/d' "$T/k.c";; esac
     case $one in *c256*) sed -i 's/^#define TD_AMX_CHUNK 512$/#define TD_AMX_CHUNK 256/' "$T/k.c";; esac
     case $one in *nta*) sed -i 's/o, _MM_HINT_T0);/o, _MM_HINT_NTA);/' "$T/k.c";; esac
+    case $one in *t1*) sed -i 's/o, _MM_HINT_T0);/o, _MM_HINT_T1);/' "$T/k.c";; esac
     echo "#include \"$T/k.c\"" >"$T/kv.c"
     gcc -O2 -w $F $R $I -c "$T/kv.c" -o "$T/kv.o"
     gcc -O2 -DVARIANT $I "$D/amxprof.c" "$T/kv.o" "$B/libtandem.a" $P -o "$T/amxv"
