@@ -83,6 +83,9 @@ void td_cpu_moe(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const
  * calls): [0] inputs prepared, [1] gate/up (with h prepared), [2] down and the weighted sum, [3] the
  * node partials added. For the benchmarks' profile. */
 void td_cpu_moe_phase_times(const td_cpu *cpu, double out[4]);
+/* Of that, the time the threads spent waiting for the slowest one at the end of each phase (the mean over
+ * threads): load imbalance. */
+void td_cpu_moe_idle_times(const td_cpu *cpu, double out[4]);
 
 /* Moves each expert's weight pages to the NUMA node that computes it (libnuma), once at load. Experts
  * are split across nodes, never duplicated; a no-op on one node. Best effort: pages the kernel cannot

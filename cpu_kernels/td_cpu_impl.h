@@ -9,10 +9,14 @@
 
 #include <stdatomic.h>
 
+#ifndef TD_MOE_ROWS_UP        /* (the work split can be set with -D to compare builds) */
 #define TD_MOE_ROWS_UP 512   /* gate/up rows per work item with the AMX tiles (each lays out its B tiles) */
+#endif
 #define TD_MOE_ROWS_UP_GEMV 64 /* ... with the vector kernels: finer items balance the threads better */
 #define TD_MOE_HBLK 512      /* h is prepared for the down projection in blocks of this many rows */
+#ifndef TD_MOE_ROWS_DOWN
 #define TD_MOE_ROWS_DOWN 64  /* down rows per work item */
+#endif
 #define TD_MOE_TOK_BATCH TD_KERN_AMX_TOKENS /* tokens of one expert per kernel call (one pass of the AMX kernel) */
 
 typedef struct td_moe_scratch {
@@ -38,6 +42,8 @@ typedef struct td_moe_scratch {
     int32_t *hgroup;          /* [max_experts] first group of each active expert in htiles */
     size_t htile_group;       /* bytes of one group: ceil(ffn_width / 32) KiB */
     double phase_s[4];        /* time per phase (td_cpu_moe_phase_times), kept by thread 0 */
+    double idle_s[4];         /* of which the threads, on average, waited at the phase's closing barrier */
+    double *done_at;          /* [threads] when each thread finished its share of the current phase */
     int64_t n_hblk;
 } td_moe_scratch;
 

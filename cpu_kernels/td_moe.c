@@ -52,6 +52,8 @@ td_status td_moe_scratch_alloc(td_cpu *cpu)
     m->xq_row = td_max_act_row(p->hidden);
     m->hq_row = td_max_act_row((int64_t)F);
     m->count = td_calloc(E + 1, sizeof *m->count);
+    m->done_at = td_calloc((size_t)td_pool_threads(cpu->pool), sizeof *m->done_at);
+    if (!m->done_at) return td_fail(TD_E_NOMEM, "out of memory for the MoE scratch");
     m->fill = td_calloc(E, sizeof *m->fill);
     m->active = td_calloc(E, sizeof *m->active);
     m->slot_tok = td_calloc(S, sizeof *m->slot_tok);
@@ -94,6 +96,7 @@ void td_moe_scratch_free(td_moe_scratch *m)
     td_free(m->hptr);
     td_free(m->partial);
     td_free((void *)m->hblk_done);
+    td_free(m->done_at);
     td_free(m->htiles);
     td_free(m->hgroup);
     td_free(m->xg);
@@ -254,12 +257,18 @@ static double td_moe_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* thread 0, after a barrier: the phase that just ended took until now */
-static void td_moe_lap(const td_pool_task *t, const td_moe_job *j, int phase, double *t0)
+/* Every thread at the end of its share of a phase, then the barrier; after it thread 0 books the phase's
+ * time and how long the threads waited in it on average. */
+static void td_moe_end_phase(const td_pool_task *t, const td_moe_job *j, int phase, double *t0)
 {
+    td_moe_scratch *m = &j->cpu->moe;
+    m->done_at[t->ith] = td_moe_now();
+    td_pool_barrier(t);
     if (t->ith != 0) return;
-    double now = td_moe_now();
-    j->cpu->moe.phase_s[phase] += now - *t0;
+    double now = td_moe_now(), idle = 0;
+    for (int i = 0; i < t->nth; i++) idle += now - m->done_at[i];
+    m->phase_s[phase] += now - *t0;
+    m->idle_s[phase] += idle / t->nth;
     *t0 = now;
 }
 
@@ -268,25 +277,19 @@ static void td_moe_task(const td_pool_task *t, void *arg)
     const td_moe_job *j = arg;
     double t0 = t->ith == 0 ? td_moe_now() : 0;
     td_moe_prepare_x(t, j);
-    td_pool_barrier(t);
-    td_moe_lap(t, j, 0, &t0);
+    td_moe_end_phase(t, j, 0, &t0);
     td_moe_gate_up(t, j);
-    td_pool_barrier(t);
-    td_moe_lap(t, j, 1, &t0);
+    td_moe_end_phase(t, j, 1, &t0);
     td_moe_down(t, j);
+    td_moe_end_phase(t, j, 2, &t0);
     if (j->partial) {
-        td_pool_barrier(t);
-        td_moe_lap(t, j, 2, &t0);
         td_moe_reduce(t, j);
-        td_pool_barrier(t);
-        td_moe_lap(t, j, 3, &t0);
-    } else {
-        td_pool_barrier(t);
-        td_moe_lap(t, j, 2, &t0);
+        td_moe_end_phase(t, j, 3, &t0);
     }
 }
 
 void td_cpu_moe_phase_times(const td_cpu *cpu, double out[4]) { memcpy(out, cpu->moe.phase_s, sizeof cpu->moe.phase_s); }
+void td_cpu_moe_idle_times(const td_cpu *cpu, double out[4]) { memcpy(out, cpu->moe.idle_s, sizeof cpu->moe.idle_s); }
 
 /* Counting sort of the slots by expert; experts with tokens listed node by node. Returns the count. */
 static int td_moe_group(td_cpu *cpu, int n_experts, const td_moe_batch *b)

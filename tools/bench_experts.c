@@ -280,9 +280,10 @@ int td_bench_experts(int argc, char **argv)
         td_bx_route(&o, &rng, ids, wts, logical, &w, &cursor);
         td_cpu_moe(cpu, logical, TD_BX_EXPERTS, &b);
     }
-    double total_t = 0, total_bytes = 0, total_flops = 0, ph0[4], ph1[4];
+    double total_t = 0, total_bytes = 0, total_flops = 0, ph0[4], ph1[4], id0[4], id1[4];
     int it = 0;
     td_cpu_moe_phase_times(cpu, ph0);
+    td_cpu_moe_idle_times(cpu, id0);
     while (it < o.iters && total_t < o.seconds) {
         int used = td_bx_route(&o, &rng, ids, wts, logical, &w, &cursor);
         double t0 = td_bx_now();
@@ -294,6 +295,7 @@ int td_bench_experts(int argc, char **argv)
         total_flops += 2.0 * 3.0 * (double)H * TD_BX_WIDTH * (double)(N * TD_BX_TOPK);
     }
     td_cpu_moe_phase_times(cpu, ph1);
+    td_cpu_moe_idle_times(cpu, id1);
     /* the bandwidth again, after: on a shared host it drifts, and the ratio should hold against what the
      * memory gave while the layer ran, not against one moment before it */
     td_membw_result mb_after;
@@ -323,9 +325,11 @@ int td_bench_experts(int argc, char **argv)
                times[it / 2] * 1e3, times[0] * 1e3, it);
         printf("weights     %.2f GB/s effective = %.3f x membw\n", gbps, gbps / membw);
         if (ph1[1] > ph0[1]) /* where a layer's time goes (the fast path's phases, wall time) */
-            printf("phases      inputs %.1f%%, gate/up %.1f%%, down %.1f%%, node sums %.1f%% of the time\n",
+            printf("phases      inputs %.1f%%, gate/up %.1f%%, down %.1f%%, node sums %.1f%% of the time; threads idle at "
+                   "the barriers %.1f%%, %.1f%%, %.1f%%, %.1f%%\n",
                    100 * (ph1[0] - ph0[0]) / total_t, 100 * (ph1[1] - ph0[1]) / total_t, 100 * (ph1[2] - ph0[2]) / total_t,
-                   100 * (ph1[3] - ph0[3]) / total_t);
+                   100 * (ph1[3] - ph0[3]) / total_t, 100 * (id1[0] - id0[0]) / total_t, 100 * (id1[1] - id0[1]) / total_t,
+                   100 * (id1[2] - id0[2]) / total_t, 100 * (id1[3] - id0[3]) / total_t);
         printf("compute     %.3f TFLOP/s; roofline %.3f TFLOP/s = min(peak %.2f (%s), membw x %.1f FLOP/B) -> %.3f of roofline\n",
                tflops, roof, peak, td_isa_name(peak_isa), flop_per_byte, tflops / roof);
     }
