@@ -3,6 +3,7 @@
 #include "td_alloc.h"
 #include "td_cpu_impl.h"
 
+#include <emmintrin.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,9 +29,29 @@ typedef struct td_membw_job {
     uint8_t *buf;
     size_t bytes;
     bool touch;
-    bool avx512;
+    td_isa isa; /* widest loads: TD_ISA_AVX512, TD_ISA_AVX2, or TD_ISA_SCALAR (SSE2, every x86-64) */
     _Atomic uint64_t sink;
 } td_membw_job;
+
+/* 128-bit loads with eight accumulators: what every x86-64 has (SSE2), for CPUs without AVX2 */
+uint64_t td_read_sse2(const void *p, size_t bytes)
+{
+    const __m128i *v = p;
+    __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (size_t i = 0; i < bytes / 16; i += 8) {
+        a0 = _mm_xor_si128(a0, _mm_load_si128(v + i));
+        a1 = _mm_xor_si128(a1, _mm_load_si128(v + i + 1));
+        a2 = _mm_xor_si128(a2, _mm_load_si128(v + i + 2));
+        a3 = _mm_xor_si128(a3, _mm_load_si128(v + i + 3));
+        a4 = _mm_xor_si128(a4, _mm_load_si128(v + i + 4));
+        a5 = _mm_xor_si128(a5, _mm_load_si128(v + i + 5));
+        a6 = _mm_xor_si128(a6, _mm_load_si128(v + i + 6));
+        a7 = _mm_xor_si128(a7, _mm_load_si128(v + i + 7));
+    }
+    __m128i s = _mm_xor_si128(_mm_xor_si128(_mm_xor_si128(a0, a1), _mm_xor_si128(a2, a3)),
+                              _mm_xor_si128(_mm_xor_si128(a4, a5), _mm_xor_si128(a6, a7)));
+    return (uint64_t)_mm_cvtsi128_si64(s) ^ (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s));
+}
 
 static void td_membw_task(const td_pool_task *t, void *arg)
 {
@@ -46,7 +67,8 @@ static void td_membw_task(const td_pool_task *t, void *arg)
         }
         return;
     }
-    uint64_t s = j->avx512 ? td_read_avx512(p, n) : td_read_avx2(p, n);
+    uint64_t s = j->isa == TD_ISA_AVX512 ? td_read_avx512(p, n) : j->isa == TD_ISA_AVX2 ? td_read_avx2(p, n)
+                                                                                     : td_read_sse2(p, n);
     atomic_fetch_xor_explicit(&j->sink, s, memory_order_relaxed);
 }
 
@@ -69,14 +91,15 @@ static int td_cmp_double(const void *a, const void *b)
 td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_result *out)
 {
     *out = (td_membw_result){0};
-    if (!td_cpu_has_isa(TD_ISA_AVX2)) return td_fail(TD_E_UNSUPPORTED, "the bandwidth probe needs AVX2");
     if (bytes == 0) {
         uint64_t llc = td_cpu_llc_bytes(cpu);
         bytes = 8 * llc > (1ull << 30) ? 8 * llc : (1ull << 30);
     }
     bytes = (bytes + 255) / 256 * 256;
     if (passes < 1) passes = 10;
-    td_membw_job j = {.bytes = (size_t)bytes, .touch = true, .avx512 = td_cpu_has_isa(TD_ISA_AVX512)};
+    td_membw_job j = {.bytes = (size_t)bytes, .touch = true,
+                      .isa = td_cpu_has_isa(TD_ISA_AVX512) ? TD_ISA_AVX512
+                             : td_cpu_has_isa(TD_ISA_AVX2) ? TD_ISA_AVX2 : TD_ISA_SCALAR};
     j.buf = td_malloc_aligned((size_t)bytes, 4096);
     double *t = td_calloc((size_t)passes, sizeof *t);
     if (!j.buf || !t) {
@@ -98,7 +121,7 @@ td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_res
     out->gbps_median = (double)bytes / t[passes / 2] * 1e-9;
     out->bytes = bytes;
     out->passes = passes;
-    out->isa = j.avx512 ? "avx512" : "avx2";
+    out->isa = j.isa == TD_ISA_AVX512 ? "avx512" : j.isa == TD_ISA_AVX2 ? "avx2" : "sse2";
     td_free(j.buf);
     td_free(t);
     return TD_OK;

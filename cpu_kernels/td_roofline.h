@@ -30,7 +30,9 @@ double td_peak_flops(td_cpu *cpu, td_isa isa);
 /* Last-level cache of this machine, bytes (0 if unknown). */
 uint64_t td_cpu_llc_bytes(const td_cpu *cpu);
 
-/* Per ISA file: read `bytes` (a multiple of 256, 64-byte aligned); returns a value that depends on the data. */
+/* Read `bytes` (a multiple of 256, 64-byte aligned) with the widest loads each allows (SSE2 in td_roofline.c,
+ * the others in their ISA files); returns a value that depends on the data. */
+uint64_t td_read_sse2(const void *p, size_t bytes);
 uint64_t td_read_avx2(const void *p, size_t bytes);
 uint64_t td_read_avx512(const void *p, size_t bytes);
 /* `iters` rounds of independent multiply-adds; returns the FLOPs done. */

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential cmake pkg-config git ca-certificates
       libcjson-dev libyaml-dev libpcre2-dev libhwloc-dev libnuma-dev libdnnl-dev libmicrohttpd-dev libedit-dev
-      clang libclang-rt-dev tmux"
+      clang libclang-rt-dev tmux qemu-user"
 [ "${TANDEM_DEPS_EXTRA:-}" ] && PKGS="$PKGS $TANDEM_DEPS_EXTRA"
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
