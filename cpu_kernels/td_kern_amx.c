@@ -12,6 +12,7 @@
 #include "td_dequant.h"
 #include "td_float.h"
 #include "td_kern.h"
+#include "td_kern_avx2.h"
 #include "td_roofline.h"
 
 #include <immintrin.h>
@@ -53,21 +54,6 @@ static void td_amx_config(void) { _tile_loadconfig(&td_amx_cfg); }
 
 /* ------------------------------------------------------------------ dequantization to float */
 
-/* Q4_K's 8 six-bit scales and 8 mins from its 12 bytes, as the low 8 bytes of two registers (bit
- * operations, no byte stores for a vector load to wait on) */
-TD_INLINE void td_k4_scales_x(const uint8_t *s, __m128i *sc, __m128i *mn)
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, s, 4);
-    memcpy(&u1, s + 4, 4);
-    memcpy(&u2, s + 8, 4);
-    uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-    uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc = _mm_cvtsi64_si128((long long)((uint64_t)sc_lo | ((uint64_t)sc_hi << 32)));
-    *mn = _mm_cvtsi64_si128((long long)((uint64_t)mn_lo | ((uint64_t)mn_hi << 32)));
-}
-
 /* 16 unsigned bytes -> floats * d - m */
 TD_INLINE __m512 td_u8x16_fma(__m128i q, float d, float m)
 {
@@ -92,8 +78,9 @@ static void td_deq_q4_K(const uint8_t *row, int64_t b0, int64_t nb, uint16_t *ou
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     for (int64_t i = 0; i < nb; i++, out += 8 * cs) {
         alignas(32) float fs[8], fm[8];
-        __m128i sc, mn;
-        td_k4_scales_x(b[i].scales, &sc, &mn);
+        uint64_t sc64, mn64; /* (bit operations: no byte stores for the vector loads below to wait on) */
+        td_k4_scales(b[i].scales, &sc64, &mn64);
+        __m128i sc = _mm_cvtsi64_si128((long long)sc64), mn = _mm_cvtsi64_si128((long long)mn64);
         __m256 d = _mm256_set1_ps(td_h2f(b[i].d)), dm = _mm256_set1_ps(td_h2f(b[i].dmin));
         _mm256_store_ps(fs, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc))));
         _mm256_store_ps(fm, _mm256_mul_ps(dm, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn))));

@@ -74,19 +74,6 @@ TD_INLINE __m256i td_bsums(const td_block_q8_K *x) { return _mm256_loadu_si256((
 
 /* ------------------------------------------------------------------ Q4_K / Q5_K */
 
-/* 8 six-bit scales and 8 mins from 12 bytes (as bytes in two uint64). */
-TD_INLINE void td_k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, s, 4);
-    memcpy(&u1, s + 4, 4);
-    memcpy(&u2, s + 8, 4);
-    uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-    uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc = (uint64_t)sc_lo | ((uint64_t)sc_hi << 32);
-    *mn = (uint64_t)mn_lo | ((uint64_t)mn_hi << 32);
-}
 
 /* hbits: Q5_K's qh (NULL for Q4_K). */
 TD_INLINE void td_k45_block(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, float d, float dmin,

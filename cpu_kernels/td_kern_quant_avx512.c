@@ -93,18 +93,6 @@ TD_INLINE __m512i td_sc2_chunk(const td_sc2 *s, int c) { return _mm512_shuffle_e
 
 /* ------------------------------------------------------------------ Q4_K / Q5_K */
 
-TD_INLINE void td_k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, s, 4);
-    memcpy(&u1, s + 4, 4);
-    memcpy(&u2, s + 8, 4);
-    uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-    uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc = (uint64_t)sc_lo | ((uint64_t)sc_hi << 32);
-    *mn = (uint64_t)mn_lo | ((uint64_t)mn_hi << 32);
-}
 
 TD_INLINE __m128i td_u64_to_i16(uint64_t v) { return _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)v)); }
 TD_INLINE __m256i td_u64_dup_i16(uint64_t v)
