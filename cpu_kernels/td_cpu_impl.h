@@ -44,6 +44,7 @@ typedef struct td_moe_scratch {
     double phase_s[4];        /* time per phase (td_cpu_moe_phase_times), kept by thread 0 */
     double idle_s[4];         /* of which the threads, on average, waited at the phase's closing barrier */
     double *done_at;          /* [threads] when each thread finished its share of the current phase */
+    double phase_t0;          /* when the current phase began */
     int64_t n_hblk;
 } td_moe_scratch;
 

@@ -257,35 +257,40 @@ static double td_moe_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Every thread at the end of its share of a phase, then the barrier; after it thread 0 books the phase's
- * time and how long the threads waited in it on average. */
-static void td_moe_end_phase(const td_pool_task *t, const td_moe_job *j, int phase, double *t0)
+/* Books the phase that ended at `now`: its time, and how long the threads waited for the last one. */
+static void td_moe_book(td_moe_scratch *m, int phase, int nth, double now)
+{
+    double idle = 0;
+    for (int i = 0; i < nth; i++) idle += now - m->done_at[i];
+    m->phase_s[phase] += now - m->phase_t0;
+    m->idle_s[phase] += idle / nth;
+    m->phase_t0 = now;
+}
+
+/* Every thread at the end of its share of a phase, then the barrier the phases need anyway. */
+static void td_moe_end_phase(const td_pool_task *t, const td_moe_job *j, int phase)
 {
     td_moe_scratch *m = &j->cpu->moe;
     m->done_at[t->ith] = td_moe_now();
     td_pool_barrier(t);
-    if (t->ith != 0) return;
-    double now = td_moe_now(), idle = 0;
-    for (int i = 0; i < t->nth; i++) idle += now - m->done_at[i];
-    m->phase_s[phase] += now - *t0;
-    m->idle_s[phase] += idle / t->nth;
-    *t0 = now;
+    if (t->ith == 0) td_moe_book(m, phase, t->nth, td_moe_now());
 }
 
 static void td_moe_task(const td_pool_task *t, void *arg)
 {
     const td_moe_job *j = arg;
-    double t0 = t->ith == 0 ? td_moe_now() : 0;
+    td_moe_scratch *m = &j->cpu->moe;
+    if (t->ith == 0) m->phase_t0 = td_moe_now();
     td_moe_prepare_x(t, j);
-    td_moe_end_phase(t, j, 0, &t0);
+    td_moe_end_phase(t, j, 0);
     td_moe_gate_up(t, j);
-    td_moe_end_phase(t, j, 1, &t0);
+    td_moe_end_phase(t, j, 1);
     td_moe_down(t, j);
-    td_moe_end_phase(t, j, 2, &t0);
     if (j->partial) {
+        td_moe_end_phase(t, j, 2);
         td_moe_reduce(t, j);
-        td_moe_end_phase(t, j, 3, &t0);
     }
+    m->done_at[t->ith] = td_moe_now(); /* the last phase is booked by td_moe_run: no barrier for it */
 }
 
 void td_cpu_moe_phase_times(const td_cpu *cpu, double out[4]) { memcpy(out, cpu->moe.phase_s, sizeof cpu->moe.phase_s); }
@@ -362,6 +367,7 @@ void td_moe_run(td_cpu *cpu, const td_ffn_weights *ex, int n_experts, const td_m
         atomic_store_explicit(&cpu->next[g][1], 0, memory_order_relaxed);
     }
     td_pool_run(cpu->pool, td_moe_task, &j);
+    td_moe_book(m, j.partial ? 3 : 2, td_pool_threads(cpu->pool), td_moe_now());
 }
 
 /* ------------------------------------------------------------------ NUMA placement */
