@@ -1,13 +1,16 @@
 /* AMX kernels for batches of tokens (prefill): C[row][token] = sum_k W[row][k] x[token][k] with bf16 tiles
  * and float32 accumulation.
- *  - A (weights): 32 rows at a time are dequantized straight to bf16 (SIMD for the common types, Q4_K by
- *    a 16-entry lookup per sub-block; the reference converter for the rest) into a panel laid out tile
- *    by tile (32 x K, 448 KiB at K = 7168) that stays in L2 and serves every token of the call: each
- *    weight is dequantized once per call.
- *  - B (activations): bf16 rows (TD_ACT_BF16) of up to 64 tokens, transposed once per call into the
- *    tiles' pair-interleaved layout (dword kk of each token's 32-column slice becomes row kk).
- *  - C: 2 x 2 tiles (32 rows x 32 tokens), transposed on the way out into y[token][row].
- * Tile state is configured at the start of each call and released at its end. */
+ *  - A (weights): 32 rows at a time, K in chunks of 512 columns; a chunk is dequantized straight to bf16
+ *    (SIMD for Q4_K by a lookup per pair of sub-blocks, Q6_K, Q8_0, BF16) into a 32 KiB buffer that stays
+ *    in L1 while every token of the call uses it: each weight is dequantized once per call. Other types
+ *    dequantize the whole 32-row panel first through the reference converter, in the same layout.
+ *  - B (activations): bf16 rows (TD_ACT_BF16) of up to TD_KERN_AMX_TOKENS tokens, transposed once per
+ *    call into the tiles' pair-interleaved layout (dword kk of each token's 32-column slice becomes row
+ *    kk), or laid out by the caller (td_kern_ctx.btiles: the MoE down projection).
+ *  - C: 2 x 2 tiles (32 rows x 32 tokens) per pair of token groups, parked in a 4 KiB slot between chunks
+ *    when there are several pairs, transposed on the way out into y[token][row].
+ * Tile state is configured at the start of each call and released at its end. Where the time goes on the
+ * AMX host: tools/gpu-host/amxprof.sh and bench/RESULTS.md (the tile loads lead). */
 #include "td_blocks.h"
 #include "td_dequant.h"
 #include "td_float.h"
