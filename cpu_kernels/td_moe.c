@@ -3,10 +3,15 @@
  * The caller groups the (token, expert) slots by expert with a counting sort, so each expert's weights
  * are read once per batch. One pool job then runs three phases separated by barriers:
  *   0. every token's input is prepared once (quantized to Q8_K, or rounded to bf16);
- *   1. gate and up, fused: work items are (expert, 256 rows); each computes silu(gate) * up for the
- *      expert's tokens and prepares that 256-wide piece of h for the down projection in place;
+ *   1. gate and up, fused: work items are (expert, 512 rows with the AMX tiles, 64 with the vector
+ *      kernels); each computes silu(gate) * up for the expert's tokens, and the item that completes a
+ *      512-wide block of h prepares it for the down projection (as AMX B tiles, once per expert, when the
+ *      down projection runs on AMX);
  *   2. down and the weighted sum: work items are 64 output rows, each running every expert of its node
  *      over those rows, so one thread owns each output element and no atomics are needed.
+ * An expert's tokens go to the kernels up to TD_MOE_TOK_BATCH (96) at a time: one pass over its weights
+ * for all of them in a 2048-token prefill. Thread 0 books each phase's time and the threads' wait at its
+ * end (td_cpu_moe_phase_times, td_cpu_moe_idle_times).
  * With several NUMA nodes, each node's threads take only the items of the experts homed on that node
  * and write a partial output, and a last phase adds the partials. The result does not depend on the
  * thread count or timing: each output element is summed in a fixed order. */
