@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const td_mode_names[TD_CONVERT_MODE_COUNT] = {"q8_0", "q4_k", "q4_k_m", "q6_k", "bf16"};
 
@@ -101,14 +103,20 @@ typedef struct td_job {
     char name[64];
 } td_job;
 
+/* One converting thread's scratch. */
+typedef struct td_conv_worker {
+    float *row;  /* [max_cols] */
+    float *head; /* K_B: W_UK of one head, [nope][kv_lora] */
+    const td_job *head_job;
+    int64_t head_of;
+} td_conv_worker;
+
 struct td_conv {
     const td_model *m;
     td_gguf_writer *w;
     td_convert_mode mode;
-    float *row;        /* [max_cols] */
-    float *head;       /* K_B: W_UK of one head, [nope][kv_lora] */
-    const td_job *head_job;
-    int64_t head_of;
+    int nth;            /* threads converting each chunk of rows */
+    td_conv_worker *wk; /* [nth] */
     td_job *jobs;
     size_t n_jobs, cap_jobs;
 };
@@ -124,34 +132,34 @@ static td_status td_emit(const td_job *j, const float *x, int64_t r, uint8_t *ds
 }
 
 /* One source row, copied as stored when the type already matches, else converted through floats. */
-static td_status td_row_from(const td_job *j, const td_matrix *src, int64_t sr, int64_t r, uint8_t *dst)
+static td_status td_row_from(const td_job *j, td_conv_worker *w, const td_matrix *src, int64_t sr, int64_t r,
+                             uint8_t *dst)
 {
     if (src->type == j->out && !src->scale_inv) {
         memcpy(dst, src->data + (size_t)sr * src->row_bytes, src->row_bytes);
         return TD_OK;
     }
-    td_matrix_dequant_row(src, sr, j->c->row);
-    return td_emit(j, j->c->row, r, dst);
+    td_matrix_dequant_row(src, sr, w->row);
+    return td_emit(j, w->row, r, dst);
 }
 
-static td_status td_fill_k_b(const td_job *j, int64_t r, uint8_t *dst)
+static td_status td_fill_k_b(const td_job *j, td_conv_worker *w, int64_t r, uint8_t *dst)
 {
-    td_conv *c = j->c;
-    const td_hparams *hp = &c->m->hp;
+    const td_hparams *hp = &j->c->m->hp;
     int64_t R = hp->kv_lora_rank, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim;
     int64_t h = r / R, i = r % R;
-    if (c->head_job != j || c->head_of != h) { /* W_UK of head h: dn rows of kv_lora */
-        for (int64_t k = 0; k < dn; k++) td_matrix_dequant_row(j->mat, h * (dn + dv) + k, c->head + k * R);
-        c->head_job = j;
-        c->head_of = h;
+    if (w->head_job != j || w->head_of != h) { /* W_UK of head h: dn rows of kv_lora */
+        for (int64_t k = 0; k < dn; k++) td_matrix_dequant_row(j->mat, h * (dn + dv) + k, w->head + k * R);
+        w->head_job = j;
+        w->head_of = h;
     }
-    for (int64_t k = 0; k < dn; k++) c->row[k] = c->head[k * R + i];
-    return td_emit(j, c->row, r, dst);
+    for (int64_t k = 0; k < dn; k++) w->row[k] = w->head[k * R + i];
+    return td_emit(j, w->row, r, dst);
 }
 
-static td_status td_job_fill(void *ctx, int64_t row0, int64_t nrows, uint8_t *dst)
+/* Rows [row0, row0 + nrows) of job j into dst, with worker w's scratch. */
+static td_status td_job_rows(const td_job *j, td_conv_worker *w, int64_t row0, int64_t nrows, uint8_t *dst)
 {
-    const td_job *j = ctx;
     const td_hparams *hp = &j->c->m->hp;
     size_t row_bytes = td_type_row_bytes(j->out, j->cols);
     for (int64_t k = 0; k < nrows; k++) {
@@ -159,24 +167,71 @@ static td_status td_job_fill(void *ctx, int64_t row0, int64_t nrows, uint8_t *ds
         uint8_t *out = dst + (size_t)k * row_bytes;
         td_status st = TD_OK;
         switch (j->kind) {
-        case TD_JOB_ROWS: st = td_row_from(j, j->mat, r, r, out); break;
+        case TD_JOB_ROWS: st = td_row_from(j, w, j->mat, r, r, out); break;
         case TD_JOB_VECTOR: st = td_emit(j, j->vec, r, out); break;
         case TD_JOB_EXPERTS: {
             const td_ffn_weights *f = &j->experts[r / j->per_expert];
             const td_matrix *src = j->proj == 0 ? &f->gate : j->proj == 1 ? &f->up : &f->down;
-            st = td_row_from(j, src, r % j->per_expert, r, out);
+            st = td_row_from(j, w, src, r % j->per_expert, r, out);
             break;
         }
-        case TD_JOB_K_B: st = td_fill_k_b(j, r, out); break;
+        case TD_JOB_K_B: st = td_fill_k_b(j, w, r, out); break;
         case TD_JOB_V_B: {
             int64_t dn = hp->qk_nope_head_dim, dv = hp->v_head_dim;
-            st = td_row_from(j, j->mat, r / dv * (dn + dv) + dn + r % dv, r, out);
+            st = td_row_from(j, w, j->mat, r / dv * (dn + dv) + dn + r % dv, r, out);
             break;
         }
         default: st = td_fail(TD_E_ARG, "bad job"); break;
         }
         if (st != TD_OK) return st;
     }
+    return TD_OK;
+}
+
+/* One thread's share of a chunk; its error message is copied out (messages are per thread). */
+typedef struct td_fill_part {
+    const td_job *j;
+    td_conv_worker *w;
+    int64_t row0, nrows;
+    uint8_t *dst;
+    td_status st;
+    char msg[256];
+} td_fill_part;
+
+static void *td_fill_part_run(void *arg)
+{
+    td_fill_part *p = arg;
+    p->st = td_job_rows(p->j, p->w, p->row0, p->nrows, p->dst);
+    if (p->st != TD_OK) snprintf(p->msg, sizeof p->msg, "%s", td_errmsg());
+    return NULL;
+}
+
+/* A chunk of rows, split in contiguous parts across the converting threads (each row is quantized on its
+ * own, so the bytes do not depend on the thread count). Small chunks stay on this thread. */
+static td_status td_job_fill(void *ctx, int64_t row0, int64_t nrows, uint8_t *dst)
+{
+    const td_job *j = ctx;
+    td_conv *c = j->c;
+    size_t row_bytes = td_type_row_bytes(j->out, j->cols);
+    int nth = c->nth;
+    if ((int64_t)nth > nrows) nth = (int)nrows;
+    if (nth <= 1 || (uint64_t)nrows * row_bytes < (64u << 10)) return td_job_rows(j, &c->wk[0], row0, nrows, dst);
+    td_fill_part parts[TD_CONVERT_MAX_THREADS];
+    pthread_t tid[TD_CONVERT_MAX_THREADS];
+    bool started[TD_CONVERT_MAX_THREADS] = {false};
+    for (int i = 0; i < nth; i++) {
+        int64_t a = nrows * i / nth, b = nrows * (i + 1) / nth;
+        parts[i] = (td_fill_part){.j = j, .w = &c->wk[i], .row0 = row0 + a, .nrows = b - a,
+                                  .dst = dst + (size_t)a * row_bytes};
+        if (i > 0) started[i] = pthread_create(&tid[i], NULL, td_fill_part_run, &parts[i]) == 0;
+    }
+    for (int i = 1; i < nth; i++) /* a thread that could not start: its part runs here */
+        if (!started[i]) td_fill_part_run(&parts[i]);
+    td_fill_part_run(&parts[0]);
+    for (int i = 1; i < nth; i++)
+        if (started[i]) pthread_join(tid[i], NULL);
+    for (int i = 0; i < nth; i++)
+        if (parts[i].st != TD_OK) return td_fail(parts[i].st, "%s", parts[i].msg);
     return TD_OK;
 }
 
@@ -405,12 +460,20 @@ static td_status td_convert_model(td_conv *c, const char *from, const char *to, 
         return td_fail(TD_E_NOT_FOUND, "%s has no MTP block to keep (attach one with --mtp-from <official checkpoint>)",
                        from);
     int64_t widest = m->max_cols > hp->qk_nope_head_dim ? m->max_cols : hp->qk_nope_head_dim;
-    c->row = td_malloc((size_t)widest * sizeof *c->row);
-    c->head = td_malloc((size_t)(hp->qk_nope_head_dim * hp->kv_lora_rank) * sizeof *c->head);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->nth = p->threads > 0 ? p->threads : cores > 0 ? (int)cores : 1;
+    if (c->nth > TD_CONVERT_MAX_THREADS) c->nth = TD_CONVERT_MAX_THREADS;
+    c->wk = td_calloc((size_t)c->nth, sizeof *c->wk);
+    if (!c->wk) return td_fail(TD_E_NOMEM, "out of memory for %d converting threads", c->nth);
+    for (int i = 0; i < c->nth; i++) {
+        c->wk[i].row = td_malloc((size_t)widest * sizeof *c->wk[i].row);
+        c->wk[i].head = td_malloc((size_t)(hp->qk_nope_head_dim * hp->kv_lora_rank) * sizeof *c->wk[i].head);
+        c->wk[i].head_of = -1;
+        if (!c->wk[i].row || !c->wk[i].head) return td_fail(TD_E_NOMEM, "out of memory for %d converting threads", c->nth);
+    }
     c->cap_jobs = 8 + (size_t)(hp->n_layers + 1) * 32;
     c->jobs = td_calloc(c->cap_jobs, sizeof *c->jobs);
-    c->head_of = -1;
-    if (!c->row || !c->head || !c->jobs) return td_fail(TD_E_NOMEM, "out of memory");
+    if (!c->jobs) return td_fail(TD_E_NOMEM, "out of memory");
     TD_TRY(td_gguf_writer_create(&c->w));
     TD_TRY(td_put_metadata(c, from, p, p->keep_mtp));
     TD_TRY(td_model_jobs(c, p->keep_mtp));
@@ -428,8 +491,11 @@ td_status td_gguf_convert(const char *from, const char *to, const td_convert_par
     td_status st = td_convert_model(&c, from, to, p);
     if (st != TD_OK) td_err_context("converting %s to %s", from, to);
     td_gguf_writer_free(c.w);
-    td_free(c.row);
-    td_free(c.head);
+    for (int i = 0; c.wk && i < c.nth; i++) {
+        td_free(c.wk[i].row);
+        td_free(c.wk[i].head);
+    }
+    td_free(c.wk);
     td_free(c.jobs);
     td_model_close(m);
     return st;

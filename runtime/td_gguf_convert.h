@@ -31,12 +31,16 @@ typedef enum td_convert_mode {
 const char *td_convert_mode_name(td_convert_mode m);
 bool td_convert_mode_from_name(const char *name, td_convert_mode *out);
 
+#define TD_CONVERT_MAX_THREADS 256
+
 typedef struct td_convert_params {
     td_convert_mode mode;
     bool keep_mtp;            /* write the MTP block (an error if the source has none) */
     const char *tokenizer;    /* tokenizer.json to embed; NULL: the source GGUF's, or the one beside an HF source */
     int parts;                /* > 1: split output <stem>-0000N-of-0000M.gguf */
     bool progress;            /* progress on stderr */
+    int threads;              /* threads quantizing each chunk of rows; 0: one per online CPU (at most
+                                 TD_CONVERT_MAX_THREADS); the output is the same bytes for any count */
     td_model_params model;    /* how the source is opened (mtp_from, expert groups, quiet) */
 } td_convert_params;
 

@@ -22,6 +22,7 @@ static void td_convert_help(void)
            "  --tokenizer F        tokenizer.json to embed (default: the one beside an HF source)\n"
            "  --split N            write N parts <stem>-0000K-of-0000N.gguf (llama.cpp's gguf-split layout)\n"
            "  --expert-groups N/M  routing groups of a source GGUF without group keys\n"
+           "  --threads N          threads quantizing (default: one per CPU; the file is the same for any N)\n"
            "  --quiet              no progress or notices\n");
 }
 
@@ -57,6 +58,8 @@ int td_cmd_convert(int argc, char **argv)
             if (!(v = td_args_value(&a)) ||
                 !td_parse_expert_groups(&a, v, &p.model.expert_groups, &p.model.expert_groups_used))
                 return 2;
+        } else if (td_args_is(&a, "--threads")) {
+            if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, 1, TD_CONVERT_MAX_THREADS, &p.threads)) return 2;
         } else if (td_args_is(&a, "--quiet")) {
             p.progress = false;
             p.model.quiet = true;

@@ -43,6 +43,27 @@ echo "q8_0 GGUF: kld_mean $kq, top-1 $(num top1_agree "$q8"), greedy $(num greed
 le "$kq" "$(awk -v f="$kf" 'BEGIN { print f / 4 }')" || fail "Q8_0 kld $kq is not well below FP8's $kf"
 le 0.9 "$(num top1_agree "$q8")" || fail "Q8_0 top-1 agreement $(num top1_agree "$q8")"
 
+# the converting threads split each chunk of rows: the file is the same bytes for any count
+"$TANDEM" convert --from "$F/tiny-dsv3-bf16" --to "$tmp/t1.gguf" --type q4_k_m --keep-mtp --quiet --threads 1
+"$TANDEM" convert --from "$F/tiny-dsv3-bf16" --to "$tmp/t3.gguf" --type q4_k_m --keep-mtp --quiet --threads 3
+cmp -s "$tmp/t1.gguf" "$tmp/t3.gguf" || fail "--threads 3 wrote other bytes than --threads 1"
+echo "q4_k_m with 1 and 3 threads: identical"
+
+# a NaN in one expert's weights, met by a thread other than the first: named, and no file left behind
+cp -r "$F/tiny-dsv3-bf16" "$tmp/nan"
+st=$tmp/nan/model.safetensors
+n=$(od -An -t u8 -N 8 "$st" | tr -d ' ')
+off=$(dd if="$st" bs=1 skip=8 count="$n" 2>/dev/null | grep -o '"model.layers.2.mlp.experts.9.up_proj.weight":{[^}]*}' |
+      sed 's/.*"data_offsets":\[\([0-9]*\),.*/\1/')
+[ -n "$off" ] || fail "fixture layout changed: no layer-2 expert 9 up_proj"
+printf '\xc0\x7f%.0s' $(seq 16) | dd of="$st" bs=1 seek=$((8 + n + off + 512)) conv=notrunc 2>/dev/null
+if err=$("$TANDEM" convert --from "$tmp/nan" --to "$tmp/nan.gguf" --type q4_k --quiet --threads 4 2>&1); then
+    fail "a source with NaN weights converted"
+fi
+grep -q "non-finite" <<<"$err" || fail "the NaN is not named: $err"
+[ ! -e "$tmp/nan.gguf" ] || fail "a failed conversion left a file"
+echo "NaN source refused: $(tail -n 1 <<<"$err" | cut -c1-150)"
+
 # usage errors and bad sources
 "$TANDEM" convert --from "$F/tiny-dsv3-bf16" --to "$tmp/x.gguf" 2>/dev/null && fail "no --type accepted"
 "$TANDEM" convert --from "$F/tiny-dsv3-bf16" --to "$tmp/x.gguf" --type q3_k 2>/dev/null && fail "q3_k accepted"
