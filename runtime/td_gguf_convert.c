@@ -195,7 +195,7 @@ typedef struct td_fill_part {
     int64_t row0, nrows;
     uint8_t *dst;
     td_status st;
-    char msg[256];
+    char msg[512]; /* a worker's own message (the caller adds the tensor and file) */
 } td_fill_part;
 
 static void *td_fill_part_run(void *arg)
