@@ -11,12 +11,13 @@
 #include <stdint.h>
 
 typedef enum td_kernels {
-    TD_KERNELS_AUTO = 0,   /* the fastest the CPU supports, on all threads (types without a SIMD kernel use
-                            * the reference dequantizer row by row with a vector dot) */
+    TD_KERNELS_AUTO = 0,   /* the fastest kernels that hold eval's KL <= 1e-3, on all threads: AVX2 or
+                            * AVX-512, not the AMX bf16 tiles (types without a SIMD kernel use the
+                            * reference dequantizer row by row with a vector dot) */
     TD_KERNELS_REF = 1,    /* scalar reference: float32 accumulation, weights dequantized on the fly */
     TD_KERNELS_AVX2 = 2,
     TD_KERNELS_AVX512 = 3,
-    TD_KERNELS_AMX = 4,
+    TD_KERNELS_AMX = 4,    /* AVX-512 plus AMX bf16 tiles for batches: fast prefill, bf16 rounding */
     TD_KERNELS_COUNT
 } td_kernels;
 

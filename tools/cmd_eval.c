@@ -19,6 +19,8 @@ static void td_eval_help(void)
            "  --reference R        reference.safetensors (default: M/reference.safetensors, or\n"
            "                       <name>.reference.safetensors beside a file)\n"
            "  --kernels K          ref | auto (default auto) | avx2 | avx512 | amx\n"
+           "                       (auto: AVX2/AVX-512; amx adds bf16 tiles for batches: faster prefill,\n"
+           "                       weights and activations rounded to bf16)\n"
            "  --max-rel-err X      pass threshold on max|ours-ref|/max|ref| (default 1e-4 with ref kernels)\n"
            "  --max-kld X          pass threshold on the mean KL divergence (default 1e-3 with fast kernels)\n"
            "  --attn A             prefill attention: auto | decompressed | absorbed\n"

@@ -82,11 +82,12 @@ BENCHES=(
     "decode q4_K 8 tok|--type q4_k --tokens 8"
     "decode q8_0 1 tok|--type q8_0 --tokens 1"
     "decode bf16 1 tok|--type bf16 --tokens 1"
-    "prefill q4_K 512 tok|--type q4_k --tokens 512 --experts $PE --onednn"
-    "prefill q4_K 2048 tok|--type q4_k --tokens 2048 --experts $PE --onednn"
-    "prefill q4_K 512 tok (avx512)|--type q4_k --tokens 512 --experts $PE --kernels avx512"
-    "prefill q8_0 512 tok|--type q8_0 --tokens 512 --experts $PE"
-    "prefill bf16 512 tok|--type bf16 --tokens 512 --experts 32 --onednn"
+    "prefill q4_K 512 tok (amx)|--type q4_k --tokens 512 --experts $PE --kernels amx --onednn"
+    "prefill q4_K 2048 tok (amx)|--type q4_k --tokens 2048 --experts $PE --kernels amx --onednn"
+    "prefill q4_K 512 tok (auto)|--type q4_k --tokens 512 --experts $PE"
+    "prefill q4_K 2048 tok (auto)|--type q4_k --tokens 2048 --experts $PE"
+    "prefill q8_0 512 tok (amx)|--type q8_0 --tokens 512 --experts $PE --kernels amx"
+    "prefill bf16 512 tok (amx)|--type bf16 --tokens 512 --experts 32 --kernels amx --onednn"
 )
 i=0
 for b in "${BENCHES[@]}"; do
