@@ -16,12 +16,12 @@
  * and write a partial output, and a last phase adds the partials. The result does not depend on the
  * thread count or timing: each output element is summed in a fixed order. */
 #include "td_alloc.h"
+#include "td_clock.h"
 #include "td_cpu_impl.h"
 #include "td_numa.h"
 #include "td_ops.h"
 
 #include <string.h>
-#include <time.h>
 
 static size_t td_max_act_row(int64_t cols)
 {
@@ -255,13 +255,6 @@ static void td_moe_reduce(const td_pool_task *t, const td_moe_job *j)
     }
 }
 
-static double td_moe_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Books the phase that ended at `now`: its time, and how long the threads waited for the last one. */
 static void td_moe_book(td_moe_scratch *m, int phase, int nth, double now)
 {
@@ -276,16 +269,16 @@ static void td_moe_book(td_moe_scratch *m, int phase, int nth, double now)
 static void td_moe_end_phase(const td_pool_task *t, const td_moe_job *j, int phase)
 {
     td_moe_scratch *m = &j->cpu->moe;
-    m->done_at[t->ith] = td_moe_now();
+    m->done_at[t->ith] = td_now();
     td_pool_barrier(t);
-    if (t->ith == 0) td_moe_book(m, phase, t->nth, td_moe_now());
+    if (t->ith == 0) td_moe_book(m, phase, t->nth, td_now());
 }
 
 static void td_moe_task(const td_pool_task *t, void *arg)
 {
     const td_moe_job *j = arg;
     td_moe_scratch *m = &j->cpu->moe;
-    if (t->ith == 0) m->phase_t0 = td_moe_now();
+    if (t->ith == 0) m->phase_t0 = td_now();
     td_moe_prepare_x(t, j);
     td_moe_end_phase(t, j, 0);
     td_moe_gate_up(t, j);
@@ -295,7 +288,7 @@ static void td_moe_task(const td_pool_task *t, void *arg)
         td_moe_end_phase(t, j, 2);
         td_moe_reduce(t, j);
     }
-    m->done_at[t->ith] = td_moe_now(); /* the last phase is booked by td_moe_run: no barrier for it */
+    m->done_at[t->ith] = td_now(); /* the last phase is booked by td_moe_run: no barrier for it */
 }
 
 void td_cpu_moe_phase_times(const td_cpu *cpu, double out[4]) { memcpy(out, cpu->moe.phase_s, sizeof cpu->moe.phase_s); }
@@ -372,7 +365,7 @@ void td_moe_run(td_cpu *cpu, const td_ffn_weights *ex, int n_experts, const td_m
         atomic_store_explicit(&cpu->next[g][1], 0, memory_order_relaxed);
     }
     td_pool_run(cpu->pool, td_moe_task, &j);
-    td_moe_book(m, j.partial ? 3 : 2, td_pool_threads(cpu->pool), td_moe_now());
+    td_moe_book(m, j.partial ? 3 : 2, td_pool_threads(cpu->pool), td_now());
 }
 
 /* ------------------------------------------------------------------ NUMA placement */

@@ -1,6 +1,7 @@
 #include "td_onednn.h"
 
 #include "td_alloc.h"
+#include "td_clock.h"
 #include "td_randw.h"
 
 #include <oneapi/dnnl/dnnl.h>
@@ -10,7 +11,6 @@
 #include <oneapi/dnnl/dnnl_version.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 /* The memory descriptor API changed in oneDNN 3: opaque handles instead of structs. */
 #if DNNL_VERSION_MAJOR >= 3
@@ -40,13 +40,6 @@ static dnnl_status_t td_matmul_pd(dnnl_primitive_desc_t *pd, dnnl_engine_t eng, 
     return st != dnnl_success ? st : dnnl_primitive_desc_create(pd, &d, NULL, eng, NULL);
 }
 #endif
-
-static double td_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #define TD_DNNL_TRY(call, what)                                                                                      \
     do {                                                                                                             \

@@ -1,19 +1,12 @@
 #include "td_roofline.h"
 
 #include "td_alloc.h"
+#include "td_clock.h"
 #include "td_cpu_impl.h"
 
 #include <emmintrin.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double td_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 uint64_t td_cpu_llc_bytes(const td_cpu *cpu)
 {
@@ -112,9 +105,9 @@ td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_res
     j.touch = false;
     td_cpu_run_all(cpu, td_membw_task, &j); /* warm the TLB and the clocks */
     for (int i = 0; i < passes; i++) {
-        double t0 = td_seconds();
+        double t0 = td_now();
         td_cpu_run_all(cpu, td_membw_task, &j);
-        t[i] = td_seconds() - t0;
+        t[i] = td_now() - t0;
     }
     qsort(t, (size_t)passes, sizeof *t, td_cmp_double);
     out->gbps_best = (double)bytes / t[0] * 1e-9;
@@ -149,9 +142,9 @@ double td_peak_flops(td_cpu *cpu, td_isa isa)
     td_peak_job j = {.isa = isa, .iters = 1000};
     for (;;) { /* grow until one run takes 50 ms */
         atomic_store(&j.flops, 0);
-        double t0 = td_seconds();
+        double t0 = td_now();
         td_cpu_run_all(cpu, td_peak_task, &j);
-        double dt = td_seconds() - t0;
+        double dt = td_now() - t0;
         if (dt > 0.05 || j.iters > (1ll << 40)) return (double)atomic_load(&j.flops) / dt;
         j.iters *= dt > 0.005 ? 4 : 16;
     }

@@ -1,12 +1,12 @@
 #include "td_generate.h"
 
 #include "td_alloc.h"
+#include "td_clock.h"
 #include "td_strbuf.h"
 #include "td_session_impl.h" /* the session's model, to check the vocabulary sizes agree */
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #define TD_GEN_MAX_PENDING   16
 #define TD_GEN_PREFILL_CHUNK 128 /* prompt tokens per forward call, so that Ctrl-C is heard during a long prefill */
@@ -31,13 +31,6 @@ struct td_generator {
     bool oom;
     int64_t drafted, accepted;
 };
-
-static double td_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 const char *td_gen_stop_name(td_gen_stop s)
 {

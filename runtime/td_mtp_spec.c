@@ -1,12 +1,12 @@
 #include "td_mtp_spec.h"
 
 #include "td_alloc.h"
+#include "td_clock.h"
 #include "td_session_impl.h" /* the model behind the session: its vocabulary and name */
 
 #include <math.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #define TD_MTP_AUTO_BLOCK 4 /* auto: timed steps per turn, so both ways see the same stretch of text */
 
@@ -45,13 +45,6 @@ bool td_mtp_mode_from_name(const char *name, td_mtp_mode *out)
             return true;
         }
     return false;
-}
-
-static double td_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static bool td_greedy(td_generator *g)

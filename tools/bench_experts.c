@@ -3,6 +3,7 @@
 #include "td_alloc.h"
 #include "td_bench.h"
 #include "td_cli.h"
+#include "td_clock.h"
 #include "td_cpu.h"
 #include "td_onednn.h"
 #include "td_pool.h"
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define TD_BX_HIDDEN 7168
 #define TD_BX_WIDTH 2048
@@ -103,13 +103,6 @@ static int td_bx_parse(int argc, char **argv, td_bx_opts *o)
         }
     }
     return -1;
-}
-
-static double td_bx_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t td_bx_mem_available(void)
@@ -286,9 +279,9 @@ int td_bench_experts(int argc, char **argv)
     td_cpu_moe_idle_times(cpu, id0);
     while (it < o.iters && total_t < o.seconds) {
         int used = td_bx_route(&o, &rng, ids, wts, logical, &w, &cursor);
-        double t0 = td_bx_now();
+        double t0 = td_now();
         td_cpu_moe(cpu, logical, TD_BX_EXPERTS, &b);
-        double dt = td_bx_now() - t0;
+        double dt = td_now() - t0;
         times[it++] = dt;
         total_t += dt;
         total_bytes += (double)used * (double)expert_bytes;

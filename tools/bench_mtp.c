@@ -5,6 +5,7 @@
 #include "td_alloc.h"
 #include "td_bench.h"
 #include "td_chat_setup.h"
+#include "td_clock.h"
 #include "td_mmap.h"
 
 #include <cjson/cJSON.h>
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define TD_BENCH_MAX_PROMPTS 64
 
@@ -22,13 +22,6 @@ static const char *const td_default_prompts[] = {
     "What are three good habits for writing clear code?",
     "Write a friendly note to a neighbour about a lost cat.",
 };
-
-static double td_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void td_bench_mtp_help(void)
 {

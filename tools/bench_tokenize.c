@@ -2,6 +2,7 @@
 #include "td_alloc.h"
 #include "td_bench.h"
 #include "td_cli.h"
+#include "td_clock.h"
 #include "td_mmap.h"
 #include "td_tokenizer.h"
 
@@ -9,14 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double td_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void td_bench_tokenize_help(void)
 {
