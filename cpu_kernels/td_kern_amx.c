@@ -173,13 +173,19 @@ static td_deq_fn td_amx_chunk_deq(const td_matrix *w, int *block_cols)
     }
 }
 
+/* Where tile column kt of a panel row starting at `row` lies in the chunked layout (elements). */
+static inline uint16_t *td_amx_piece(uint16_t *row, int64_t kt)
+{
+    return row + (size_t)(kt / TD_AMX_CHUNK_KT) * (TD_AMX_CHUNK_BYTES / 2) + (size_t)(kt % TD_AMX_CHUNK_KT) * 512;
+}
+
 /* Weight row r as bf16 for the panel path (types without a chunk dequantizer), zero-padded to nkt tile
- * columns: tile column kt goes to out + (kt / 8) * chunk stride + (kt % 8) * 512 elements. */
+ * columns, each at td_amx_piece(out, kt). */
 static void td_amx_row(const td_matrix *w, int64_t r, uint16_t *out, int64_t nkt, float *rowf)
 {
     td_matrix_dequant_row(w, r, rowf);
     for (int64_t kt = 0; kt < nkt; kt++) {
-        uint16_t *o = out + (size_t)(kt / TD_AMX_CHUNK_KT) * (TD_AMX_CHUNK_BYTES / 2) + (size_t)(kt % TD_AMX_CHUNK_KT) * 512;
+        uint16_t *o = td_amx_piece(out, kt);
         if (32 * kt + 32 <= w->cols) {
             td_st_bf16x32(o, _mm512_loadu_ps(rowf + 32 * kt), _mm512_loadu_ps(rowf + 32 * kt + 16));
         } else { /* the last partial piece, zero-padded */
@@ -317,8 +323,8 @@ static void td_amx_pairs(const uint8_t *a0, const uint8_t *a1, const uint8_t *bt
     }
 }
 
-/* Structure: for each panel of 32 weight rows, K is walked in chunks of 256 columns. A chunk of the
- * weights is dequantized into a 16 KiB buffer that stays in L1, then every token-group pair (32 tokens,
+/* Structure: for each panel of 32 weight rows, K is walked in chunks of TD_AMX_CHUNK columns. A chunk of
+ * the weights is dequantized into a 32 KiB buffer that stays in L1, then every token-group pair (32 tokens,
  * 2 x 2 C tiles) runs over it; with more than 32 tokens the C tiles of each pair are parked in a 4 KiB
  * slot between chunks. The B tiles (the tokens' activations, 64 bytes a row) stream from L2. Types
  * without a chunk dequantizer get the whole panel dequantized first, chunk by chunk in the same layout. */
@@ -326,7 +332,7 @@ static void td_gemm_amx_bf16(const td_kern_ctx *ctx, const td_matrix *w, int64_t
                              int64_t n, float *y, int64_t ldy)
 {
     int64_t K = w->cols, nkt = (K + 31) / 32, nch = (nkt + TD_AMX_CHUNK_KT - 1) / TD_AMX_CHUNK_KT;
-    /* scratch (td_kern_scratch_bytes): B tiles of 64 tokens | panel or chunk | C slots | C tile | a float row */
+    /* scratch (td_kern_scratch_bytes): B tiles of TD_AMX_TOKENS | panel or chunk | C slots | C tile | a float row */
     uint8_t *btiles = ctx->scratch;
     uint8_t *panel = btiles + (size_t)nkt * 1024 * (TD_AMX_TOKENS / 16);
     uint8_t *cslots = panel + (size_t)nch * TD_AMX_CHUNK_BYTES; /* 4 KiB a pair */
@@ -355,9 +361,7 @@ static void td_gemm_amx_bf16(const td_kern_ctx *ctx, const td_matrix *w, int64_t
                     uint16_t *dst = (uint16_t *)panel + (size_t)(i / 16) * (TD_AMX_CHUNK_KT * 512) + (size_t)(i % 16) * 32;
                     if (i < nr) td_amx_row(w, r + i, dst, nkt, rowf);
                     else
-                        for (int64_t kt = 0; kt < nkt; kt++)
-                            memset(dst + (size_t)(kt / TD_AMX_CHUNK_KT) * (TD_AMX_CHUNK_BYTES / 2) +
-                                       (size_t)(kt % TD_AMX_CHUNK_KT) * 512, 0, 64);
+                        for (int64_t kt = 0; kt < nkt; kt++) memset(td_amx_piece(dst, kt), 0, 64);
                 }
             for (int64_t ch = 0; ch < nch; ch++) {
                 int64_t kt0 = ch * TD_AMX_CHUNK_KT, nk = nkt - kt0 < TD_AMX_CHUNK_KT ? nkt - kt0 : TD_AMX_CHUNK_KT;
