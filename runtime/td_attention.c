@@ -92,9 +92,15 @@ static void td_attention_decompressed(td_session *s, const td_attn_weights *a, t
     int64_t nh = hp->n_heads, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim;
     int64_t dq = dn + dr, total = pos0 + n;
     float scale = (float)td_hparams_softmax_scale(hp);
+    int64_t r = hp->kv_lora_rank, slice = s->max_batch;
     for (int64_t h = 0; h < nh; h++) {
-        td_uk_decompress(cpu, hp, a, h, kv->ckv, total, sc->k_h);
-        td_uv_apply(cpu, hp, a, h, kv->ckv, total, sc->v_h);
+        /* every cached position is expanded, in slices of at most one batch: the kernels' scratch holds
+         * max_batch activation rows, and a context is longer than that from the second chunk on */
+        for (int64_t j0 = 0; j0 < total; j0 += slice) {
+            int64_t m = total - j0 < slice ? total - j0 : slice;
+            td_uk_decompress(cpu, hp, a, h, kv->ckv + j0 * r, m, sc->k_h + j0 * dn);
+            td_uv_apply(cpu, hp, a, h, kv->ckv + j0 * r, m, sc->v_h + j0 * dv);
+        }
         for (int64_t t = 0; t < n; t++) {
             const float *qh = sc->q + t * nh * dq + h * dq;
             int64_t len = pos0 + t + 1;
