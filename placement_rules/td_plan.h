@@ -131,10 +131,10 @@ td_status td_plan_auto(const td_plan_params *p, td_rules *rules, td_plan **out);
 td_status td_plan_for_model(const td_model *m, const td_rules *rules, const td_devices *devices, int64_t ctx,
                             int kv_elem_bytes, td_plan **out);
 
-/* What the engine can run of a plan today: the same model's modules; every module on the cpu (the GPU
- * path is not written yet: GPU placements are refused with a message that says so); weights kept or
- * repacked, not converted; one kernel family for all modules, which becomes the engine's kernels when it
- * asked for auto. NUMA policies and repack are layout hints the engine does not act on yet. */
+/* What the engine can run of a plan today: the same model's modules; weights kept or repacked, not
+ * converted; one kernel family for all modules, which becomes the engine's kernels when it asked for auto.
+ * Devices are checked by the engine (a module that no backend of the build can run is refused there).
+ * Repack is a layout hint the engine does not act on yet. */
 td_status td_plan_engine_check(const td_plan *plan, const td_model *m, td_kernels *kernels);
 
 /* The index of a module by name, -1 if absent. */

@@ -1,5 +1,6 @@
-/* What today's engine can honour of a plan. It computes every module on the CPU with one kernel family;
- * the GPU path and per-module kernels come later, and until then such plans are refused, never ignored. */
+/* What today's engine can honour of a plan: the same model, weights kept (not converted at load), and one
+ * CPU kernel family for all modules. Devices are the engine's to check: it refuses a module that no
+ * backend of this build can run. Plans asking for more are refused, never ignored. */
 #include "td_plan.h"
 
 #include <string.h>
@@ -12,16 +13,10 @@ td_status td_plan_engine_check(const td_plan *plan, const td_model *m, td_kernel
     const td_plan_module *chosen = NULL; /* the first module that asks for a specific kernel */
     for (int i = 0; i < plan->n_modules; i++) {
         const td_plan_module *pm = &plan->modules[i];
-        char dev[16], w[16];
+        char w[16];
         if (strcmp(pm->m.name, m->modules[i].name) != 0)
             return td_fail(TD_E_ARG, "the plan's module %d is %s but the model's is %s: it was made for another model",
                            i, pm->m.name, m->modules[i].name);
-        if (pm->place.device.kind != TD_DEVICE_CPU)
-            return td_fail(TD_E_UNSUPPORTED,
-                           "%s is placed on %s (by %s), but this engine runs every module on the CPU: the GPU path is "
-                           "not written yet (it comes with the CUDA engine). Use a CPU-only plan for now, e.g. "
-                           "--rules cpu-only",
-                           pm->m.name, td_device_id_str(pm->place.device, dev, sizeof dev), pm->origin);
         if (pm->place.weights == TD_WEIGHTS_CONVERT)
             return td_fail(TD_E_UNSUPPORTED,
                            "%s asks for weights: %s (by %s), but converting weights at load is not written yet; use "

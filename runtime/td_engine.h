@@ -7,6 +7,7 @@
 #ifndef TD_ENGINE_H
 #define TD_ENGINE_H
 
+#include "td_backend.h"
 #include "td_cpu.h"
 #include "td_model.h"
 #include "td_status.h"
@@ -16,12 +17,22 @@
 
 struct td_plan;
 
+/* Whether the CPU's routed experts run on a driver thread, so that moe_submit returns at once. */
+typedef enum td_moe_async {
+    TD_MOE_ASYNC_AUTO = 0, /* when another backend can work meanwhile (a shared expert or attention elsewhere) */
+    TD_MOE_ASYNC_ON = 1,   /* always (tests, and measuring the handoff) */
+    TD_MOE_ASYNC_OFF = 2,  /* never: the experts run inside moe_submit */
+    TD_MOE_ASYNC_COUNT
+} td_moe_async;
+
 typedef struct td_engine_params {
     td_kernels kernels;     /* TD_KERNELS_AUTO by default */
     int n_threads;          /* 0: all cores */
-    int64_t max_batch;      /* tokens per forward call; longer inputs are split (0: 512) */
+    int64_t max_batch;      /* rows per forward call; longer inputs are split (0: 512) */
     const struct td_plan *plan; /* optional placement (td_plan.h), kept by pointer: it must outlive the
-                                   engine. GPU placements are refused until the GPU path lands. */
+                                   engine. Without one, every module runs on the CPU. */
+    td_moe_async moe_async;
+    const char *topology;   /* hwloc synthetic topology for tests (NUMA placement); NULL: this machine */
 } td_engine_params;
 
 typedef struct td_engine td_engine;
@@ -31,6 +42,10 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
 void td_engine_close(td_engine *e);
 td_model *td_engine_model(const td_engine *e);
 td_cpu *td_engine_cpu(const td_engine *e);
+/* The backends the engine computes on ([0] is the CPU), for reports. */
+int td_engine_backends(const td_engine *e, td_backend *const **out);
+/* The backend that computes module `index` of the model's module list. */
+td_backend *td_engine_module_backend(const td_engine *e, int index);
 
 typedef enum td_attn_path {
     TD_ATTN_AUTO = 0,         /* decompressed for long batches, absorbed otherwise */
@@ -42,6 +57,7 @@ typedef enum td_attn_path {
 typedef struct td_session_params {
     int64_t n_ctx;          /* positions the caches hold (0: the model's max_position_embeddings, capped at 4096) */
     td_attn_path attn;
+    td_kv_type kv_type;     /* TD_KV_AUTO: bf16, or f32 with the reference kernels */
 } td_session_params;
 
 typedef struct td_session td_session;
@@ -61,10 +77,24 @@ int64_t td_session_pos(const td_session *s);
 int64_t td_session_ctx(const td_session *s);
 /* KV cache bytes per token as this session stores it (all main layers). */
 int64_t td_session_kv_bytes_per_token(const td_session *s);
+td_kv_type td_session_kv_type(const td_session *s);
+td_engine *td_session_engine(const td_session *s);
+td_attn_path td_session_attn_path(const td_session *s);
 
 /* Runs n tokens at positions pos..pos+n-1 and advances pos. logits_all ([n][V]) and hidden_all ([n][H],
  * after the final norm) are optional; the last position's logits and hidden are always kept. */
 td_status td_session_forward(td_session *s, const int32_t *tokens, int64_t n, float *logits_all, float *hidden_all);
+/* Several sessions in one forward call: every item's tokens run at its session's position, and the
+ * routed experts of all rows are read once per layer (a server's decode step). Items must name distinct
+ * sessions of this engine; each item is the same as td_session_forward on its own. */
+typedef struct td_forward_item {
+    td_session *s;
+    const int32_t *tokens;
+    int64_t n;
+    float *logits_all;  /* [n][V] or NULL */
+    float *hidden_all;  /* [n][H] or NULL */
+} td_forward_item;
+td_status td_engine_forward_batch(td_engine *e, const td_forward_item *items, int n_items);
 const float *td_session_logits(const td_session *s); /* [V] of the last position run */
 const float *td_session_hidden(const td_session *s); /* [H] final-normed hidden of the last position */
 const int32_t *td_session_tokens(const td_session *s); /* the token at each position 0..pos-1 */

@@ -1,6 +1,5 @@
 /* RoPE with YaRN frequency interpolation, on adjacent pairs (2i, 2i+1) of the rope dims. */
-#include "td_alloc.h"
-#include "td_session_impl.h"
+#include "td_rope.h"
 
 #include <math.h>
 
@@ -26,17 +25,12 @@ static void td_yarn_freqs(const td_hparams *hp, double *freq)
     }
 }
 
-td_status td_rope_tables(td_session *s)
+td_status td_rope_tables(const td_hparams *hp, int64_t n_pos, float *cos_out, float *sin_out)
 {
-    const td_hparams *hp = &s->e->model->hp;
     int64_t half = hp->qk_rope_head_dim / 2;
     double freq[4096];
     if (half > 4096) return td_fail(TD_E_UNSUPPORTED, "qk_rope_head_dim %lld is too large", (long long)hp->qk_rope_head_dim);
     td_yarn_freqs(hp, freq);
-    size_t n = (size_t)s->n_ctx * (size_t)half;
-    s->rope_cos = td_malloc(n * sizeof(float));
-    s->rope_sin = td_malloc(n * sizeof(float));
-    if (!s->rope_cos || !s->rope_sin) return td_fail(TD_E_NOMEM, "out of memory for RoPE tables (%zu entries)", n);
     /* YaRN's attention factor on cos/sin is mscale(mscale) / mscale(mscale_all_dim): 1 for every DeepSeek
      * config, which folds the factor into the softmax scale instead. Without both keys transformers uses
      * mscale(factor, 1). */
@@ -47,20 +41,18 @@ td_status td_rope_tables(td_session *s)
         else
             att = td_yarn_mscale(hp->rope.factor, 1.0);
     }
-    for (int64_t p = 0; p < s->n_ctx; p++) {
+    for (int64_t p = 0; p < n_pos; p++) {
         for (int64_t i = 0; i < half; i++) {
             double ang = (double)p * freq[i];
-            s->rope_cos[p * half + i] = (float)(cos(ang) * att);
-            s->rope_sin[p * half + i] = (float)(sin(ang) * att);
+            cos_out[p * half + i] = (float)(cos(ang) * att);
+            sin_out[p * half + i] = (float)(sin(ang) * att);
         }
     }
     return TD_OK;
 }
 
-void td_rope_apply(const td_session *s, float *v, int64_t pos)
+void td_rope_rotate(const float *c, const float *sn, int64_t half, float *v)
 {
-    int64_t half = s->e->model->hp.qk_rope_head_dim / 2;
-    const float *c = s->rope_cos + pos * half, *sn = s->rope_sin + pos * half;
     for (int64_t i = 0; i < half; i++) {
         float x0 = v[2 * i], x1 = v[2 * i + 1];
         v[2 * i] = x0 * c[i] - x1 * sn[i];

@@ -4,8 +4,9 @@
  *  group_limited_greedy (V2): group score = its best score.   greedy: no groups.
  * Weights are normalized when norm_topk_prob and always scaled by routed_scaling_factor.
  * Ties go to the lower index, so selection is deterministic. */
+#include "td_router.h"
+
 #include "td_ops.h"
-#include "td_session_impl.h"
 
 #include <math.h>
 
@@ -24,11 +25,11 @@ static void td_topk(const float *v, int n, int k, int32_t *idx)
     }
 }
 
-static void td_route_one(const td_hparams *hp, const td_moe_weights *moe, const float *scores, float *choice,
+static void td_route_one(const td_hparams *hp, const float *bias, const float *scores, float *choice,
                          int32_t *ids, float *w)
 {
     int E = hp->n_routed_experts, k = hp->n_experts_per_tok;
-    for (int e = 0; e < E; e++) choice[e] = scores[e] + (moe->bias ? moe->bias[e] : 0.0f);
+    for (int e = 0; e < E; e++) choice[e] = scores[e] + (bias ? bias[e] : 0.0f);
     if (hp->topk_method != TD_TOPK_GREEDY && hp->n_group > 1) {
         int G = hp->n_group, per = E / G;
         float gscore[1024];
@@ -66,19 +67,16 @@ static void td_route_one(const td_hparams *hp, const td_moe_weights *moe, const 
     }
 }
 
-void td_router_select(td_session *s, const td_moe_weights *moe, const float *xn, int64_t n, int32_t *ids,
-                      float *weights)
+void td_route_rows(const td_hparams *hp, const float *bias, float *scores, int64_t n, float *choice, int32_t *ids,
+                   float *weights)
 {
-    const td_hparams *hp = &s->e->model->hp;
-    td_scratch *sc = &s->s;
     int E = hp->n_routed_experts, k = hp->n_experts_per_tok;
-    td_cpu_linear(s->e->cpu, &moe->router, xn, n, sc->router);
     for (int64_t t = 0; t < n; t++) {
-        float *sr = sc->router + t * E;
+        float *sr = scores + t * E;
         if (hp->scoring == TD_SCORING_SIGMOID)
             for (int e = 0; e < E; e++) sr[e] = td_sigmoid(sr[e]);
         else
             td_softmax(sr, E);
-        td_route_one(hp, moe, sr, sc->choice, ids + t * k, weights + t * k);
+        td_route_one(hp, bias, sr, choice, ids + t * k, weights + t * k);
     }
 }

@@ -1,84 +1,9 @@
-/* Sessions: cache and scratch allocation, the layer loop, and position bookkeeping. */
+/* Sessions: their caches (one per layer, on the layer's attention backend), position bookkeeping, and the
+ * forward calls, split into chunks of at most one batch. */
 #include "td_alloc.h"
-#include "td_dequant.h"
-#include "td_ops.h"
 #include "td_session_impl.h"
 
-#include <stdlib.h>
 #include <string.h>
-
-static int td_cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Distinct experts among n tokens' k choices (a pairwise scan: n*k is small for the batches counted). */
-static void td_count_experts(td_expert_counts *c, const int32_t *ids, int64_t n, int k)
-{
-    int64_t distinct = 0;
-    for (int64_t i = 0; i < n * k; i++) {
-        int64_t j = 0;
-        while (j < i && ids[j] != ids[i]) j++;
-        distinct += j == i;
-    }
-    c->calls[n]++;
-    c->distinct[n] += distinct;
-}
-
-static void td_mlp_forward(td_session *s, const td_layer_weights *l, int64_t n, int32_t *trace_topk)
-{
-    const td_hparams *hp = &s->e->model->hp;
-    td_cpu *cpu = s->e->cpu;
-    td_scratch *sc = &s->s;
-    int64_t H = hp->hidden_size;
-    for (int64_t t = 0; t < n; t++) td_rmsnorm(sc->xn + t * H, sc->x + t * H, l->ffn_norm, H, hp->rms_norm_eps);
-    if (!l->is_moe) {
-        td_cpu_ffn(cpu, &l->dense, sc->xn, n, sc->tmp);
-        for (int64_t i = 0; i < n * H; i++) sc->x[i] += sc->tmp[i];
-        return;
-    }
-    int k = hp->n_experts_per_tok;
-    td_router_select(s, &l->moe, sc->xn, n, sc->ids, sc->weights);
-    if (s->expert_counts && n <= TD_EXPERT_COUNT_MAX_BATCH) td_count_experts(&s->expert_counts[l->index], sc->ids, n, k);
-    if (trace_topk) {
-        memcpy(trace_topk, sc->ids, (size_t)(n * k) * sizeof(int32_t));
-        for (int64_t t = 0; t < n; t++) qsort(trace_topk + t * k, (size_t)k, sizeof(int32_t), td_cmp_i32);
-    }
-    memset(sc->moe_out, 0, (size_t)(n * H) * sizeof(float));
-    td_moe_batch b = {.n_tok = n, .k = k, .ids = sc->ids, .weights = sc->weights, .x = sc->xn, .out = sc->moe_out};
-    td_cpu_moe(cpu, l->moe.experts, hp->n_routed_experts, &b);
-    if (l->moe.has_shared) {
-        td_cpu_ffn(cpu, &l->moe.shared, sc->xn, n, sc->tmp);
-        for (int64_t i = 0; i < n * H; i++) sc->moe_out[i] += sc->tmp[i];
-    }
-    for (int64_t i = 0; i < n * H; i++) sc->x[i] += sc->moe_out[i];
-}
-
-void td_layer_forward(td_session *s, const td_layer_weights *l, td_kv_layer *kv, int64_t pos0, int64_t n,
-                      int32_t *trace_topk)
-{
-    td_attention_forward(s, &l->attn, kv, pos0, n);
-    td_mlp_forward(s, l, n, trace_topk);
-}
-
-/* final norm and head for rows of s->s.x: all rows into logits_all, and the last into s->logits */
-static void td_head(td_session *s, const float *norm, const td_matrix *head, int64_t n, float *logits_all,
-                    float *hidden_all, float *last_logits, float *last_hidden)
-{
-    const td_hparams *hp = &s->e->model->hp;
-    td_scratch *sc = &s->s;
-    int64_t H = hp->hidden_size;
-    for (int64_t t = 0; t < n; t++) td_rmsnorm(sc->xn + t * H, sc->x + t * H, norm, H, hp->rms_norm_eps);
-    if (hidden_all) memcpy(hidden_all, sc->xn, (size_t)(n * H) * sizeof(float));
-    if (last_hidden) memcpy(last_hidden, sc->xn + (n - 1) * H, (size_t)H * sizeof(float));
-    if (logits_all) {
-        td_cpu_linear(s->e->cpu, head, sc->xn, n, logits_all);
-        memcpy(last_logits, logits_all + (n - 1) * hp->vocab_size, (size_t)hp->vocab_size * sizeof(float));
-    } else {
-        td_cpu_linear(s->e->cpu, head, sc->xn + (n - 1) * H, 1, last_logits);
-    }
-}
 
 static td_status td_check_tokens(const td_session *s, const int32_t *tokens, int64_t n, int64_t pos)
 {
@@ -94,46 +19,49 @@ static td_status td_check_tokens(const td_session *s, const int32_t *tokens, int
     return TD_OK;
 }
 
-static void td_embed(td_session *s, const td_matrix *embed, const int32_t *tokens, int64_t n, float *out)
-{
-    int64_t H = s->e->model->hp.hidden_size;
-    for (int64_t t = 0; t < n; t++) td_matrix_dequant_row(embed, tokens[t], out + t * H);
-}
-
-static td_status td_forward_chunk(td_session *s, const int32_t *tokens, int64_t n, float *logits_all,
-                                  float *hidden_all)
-{
-    const td_model *m = s->e->model;
-    int64_t H = m->hp.hidden_size, p0 = s->pos;
-    td_trace *tr = s->trace;
-    memcpy(s->tokens + p0, tokens, (size_t)n * sizeof(int32_t));
-    if (m->mtp && !hidden_all) hidden_all = s->mtp.chunk_hidden; /* the MTP rows need every position's hidden */
-    td_embed(s, &m->embed, tokens, n, s->s.x);
-    if (tr && tr->hidden && tr->hidden[0]) memcpy(tr->hidden[0], s->s.x, (size_t)(n * H) * sizeof(float));
-    for (int l = 0; l < m->hp.n_layers; l++) {
-        int32_t *topk = tr && tr->topk ? tr->topk[l] : NULL;
-        td_layer_forward(s, &m->layers[l], &s->kv[l], s->pos, n, topk);
-        if (tr && tr->hidden && tr->hidden[l + 1]) memcpy(tr->hidden[l + 1], s->s.x, (size_t)(n * H) * sizeof(float));
-    }
-    td_head(s, m->norm, &m->head, n, logits_all, hidden_all, s->logits, s->hidden);
-    s->pos += n;
-    return m->mtp ? td_mtp_after_chunk(s, tokens, p0, n, hidden_all) : TD_OK;
-}
-
 td_status td_session_forward(td_session *s, const int32_t *tokens, int64_t n, float *logits_all, float *hidden_all)
 {
-    TD_TRY(td_check_tokens(s, tokens, n, s->pos));
-    const td_hparams *hp = &s->e->model->hp;
-    if (s->trace && n > s->max_batch)
-        return td_fail(TD_E_ARG, "tracing needs one forward call: %lld tokens exceed the batch of %lld", (long long)n,
-                       (long long)s->max_batch);
-    for (int64_t done = 0; done < n;) {
-        int64_t c = n - done < s->max_batch ? n - done : s->max_batch;
-        TD_TRY(td_forward_chunk(s, tokens + done, c, logits_all ? logits_all + done * hp->vocab_size : NULL,
-                                hidden_all ? hidden_all + done * hp->hidden_size : NULL));
-        done += c;
+    td_forward_item item = {.s = s, .tokens = tokens, .n = n, .logits_all = logits_all, .hidden_all = hidden_all};
+    return td_engine_forward_batch(s->e, &item, 1);
+}
+
+/* Runs the items in calls of at most max_batch rows: each call takes the next rows of every item that
+ * has rows left, in order, so a session's rows stay in position order. */
+td_status td_engine_forward_batch(td_engine *e, const td_forward_item *items, int n_items)
+{
+    const td_hparams *hp = &e->model->hp;
+    int64_t B = e->p.max_batch;
+    if (n_items < 1 || n_items > TD_FWD_MAX_SEQS)
+        return td_fail(TD_E_ARG, "a forward call takes 1 to %d sessions, not %d", TD_FWD_MAX_SEQS, n_items);
+    for (int i = 0; i < n_items; i++) {
+        td_session *s = items[i].s;
+        if (s->e != e) return td_fail(TD_E_ARG, "session %d of the call belongs to another engine", i);
+        for (int j = 0; j < i; j++)
+            if (items[j].s == s) return td_fail(TD_E_ARG, "the call names one session twice (items %d and %d)", j, i);
+        TD_TRY(td_check_tokens(s, items[i].tokens, items[i].n, s->pos));
+        if (s->trace && (n_items > 1 || items[i].n > B))
+            return td_fail(TD_E_ARG, "tracing needs one forward call of one session: %lld tokens, batch of %lld",
+                           (long long)items[i].n, (long long)B);
     }
-    return TD_OK;
+    int64_t done[TD_FWD_MAX_SEQS] = {0};
+    for (;;) {
+        td_forward_item call[TD_FWD_MAX_SEQS];
+        int n_call = 0;
+        int64_t rows = 0;
+        for (int i = 0; i < n_items && rows < B; i++) {
+            int64_t left = items[i].n - done[i];
+            if (left == 0) continue;
+            int64_t c = left < B - rows ? left : B - rows;
+            call[n_call++] = (td_forward_item){
+                .s = items[i].s, .tokens = items[i].tokens + done[i], .n = c,
+                .logits_all = items[i].logits_all ? items[i].logits_all + done[i] * hp->vocab_size : NULL,
+                .hidden_all = items[i].hidden_all ? items[i].hidden_all + done[i] * hp->hidden_size : NULL};
+            done[i] += c;
+            rows += c;
+        }
+        if (n_call == 0) return TD_OK;
+        TD_TRY(td_forward_main(e, call, n_call));
+    }
 }
 
 td_status td_session_mtp_forward(td_session *s, const float *hidden, const int32_t *next_tokens, int64_t n,
@@ -143,23 +71,11 @@ td_status td_session_mtp_forward(td_session *s, const float *hidden, const int32
     if (!m->mtp) return td_fail(TD_E_NOT_FOUND, "%s has no MTP block", m->path);
     TD_TRY(td_check_tokens(s, next_tokens, n, s->mtp_pos));
     s->mtp.chainable = false;
-    const td_mtp_weights *w = m->mtp;
-    int64_t H = m->hp.hidden_size;
-    double eps = m->hp.rms_norm_eps;
-    td_scratch *sc = &s->s;
+    int64_t H = m->hp.hidden_size, V = m->hp.vocab_size;
     for (int64_t done = 0; done < n;) {
         int64_t c = n - done < s->max_batch ? n - done : s->max_batch;
-        /* x = eh_proj([enorm(emb(t+1)); hnorm(h_t)]), the embedding first */
-        td_embed(s, &w->embed, next_tokens + done, c, sc->tmp);
-        for (int64_t t = 0; t < c; t++) {
-            td_rmsnorm(sc->emb2 + t * 2 * H, sc->tmp + t * H, w->enorm, H, eps);
-            td_rmsnorm(sc->emb2 + t * 2 * H + H, hidden + (done + t) * H, w->hnorm, H, eps);
-        }
-        td_cpu_linear(s->e->cpu, &w->eh_proj, sc->emb2, c, sc->x);
-        td_layer_forward(s, &w->layer, &s->mtp_kv, s->mtp_pos, c, NULL);
-        td_head(s, w->head_norm, &w->head, c, logits_all ? logits_all + done * m->hp.vocab_size : NULL,
-                mtp_hidden ? mtp_hidden + done * H : NULL, s->mtp_logits, NULL);
-        s->mtp_pos += c;
+        TD_TRY(td_forward_mtp(s, hidden + done * H, next_tokens + done, c, logits_all ? logits_all + done * V : NULL,
+                              mtp_hidden ? mtp_hidden + done * H : NULL));
         done += c;
     }
     return TD_OK;
@@ -173,67 +89,20 @@ static td_status td_alloc_floats(float **p, size_t n)
     return *p ? TD_OK : td_fail(TD_E_NOMEM, "out of memory for session buffers (%zu floats)", n);
 }
 
-static td_status td_kv_alloc(td_kv_layer *kv, const td_hparams *hp, int64_t n_ctx)
-{
-    TD_TRY(td_alloc_floats(&kv->ckv, (size_t)(n_ctx * hp->kv_lora_rank)));
-    TD_TRY(td_alloc_floats(&kv->krope, (size_t)(n_ctx * hp->qk_rope_head_dim)));
-    return TD_OK;
-}
-
-static void td_kv_free(td_kv_layer *kv)
-{
-    td_free(kv->ckv);
-    td_free(kv->krope);
-}
-
-static td_status td_scratch_alloc(td_scratch *sc, const td_hparams *hp, int64_t B, int64_t C)
-{
-    size_t H = (size_t)hp->hidden_size, nh = (size_t)hp->n_heads, r = (size_t)hp->kv_lora_rank;
-    size_t dn = (size_t)hp->qk_nope_head_dim, dr = (size_t)hp->qk_rope_head_dim, dv = (size_t)hp->v_head_dim;
-    size_t E = (size_t)(hp->n_routed_experts ? hp->n_routed_experts : 1);
-    size_t k = (size_t)(hp->n_experts_per_tok ? hp->n_experts_per_tok : 1), b = (size_t)B, c = (size_t)C;
-    TD_TRY(td_alloc_floats(&sc->x, b * H));
-    TD_TRY(td_alloc_floats(&sc->xn, b * H));
-    TD_TRY(td_alloc_floats(&sc->tmp, b * H));
-    TD_TRY(td_alloc_floats(&sc->qa, b * (size_t)(hp->q_lora_rank ? hp->q_lora_rank : 1)));
-    TD_TRY(td_alloc_floats(&sc->q, b * nh * (dn + dr)));
-    TD_TRY(td_alloc_floats(&sc->kva, b * (r + dr)));
-    TD_TRY(td_alloc_floats(&sc->attn_out, b * nh * dv));
-    TD_TRY(td_alloc_floats(&sc->qn_h, b * dn));
-    TD_TRY(td_alloc_floats(&sc->qlat, b * r));
-    TD_TRY(td_alloc_floats(&sc->olat, b * r));
-    TD_TRY(td_alloc_floats(&sc->scores, b * c));
-    TD_TRY(td_alloc_floats(&sc->k_h, c * dn));
-    TD_TRY(td_alloc_floats(&sc->v_h, c * dv));
-    TD_TRY(td_alloc_floats(&sc->o_h, b * dv));
-    TD_TRY(td_alloc_floats(&sc->router, b * E));
-    TD_TRY(td_alloc_floats(&sc->choice, E));
-    TD_TRY(td_alloc_floats(&sc->weights, b * k));
-    TD_TRY(td_alloc_floats(&sc->moe_out, b * H));
-    TD_TRY(td_alloc_floats(&sc->emb2, b * 2 * H));
-    sc->ids = td_malloc(b * k * sizeof(int32_t));
-    return sc->ids ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
-}
-
-static void td_scratch_free(td_scratch *sc)
-{
-    float *all[] = {sc->x,      sc->xn,  sc->tmp,    sc->qa,     sc->q,      sc->kva,     sc->attn_out,
-                    sc->qn_h,   sc->qlat, sc->olat,  sc->scores, sc->k_h,    sc->v_h,     sc->o_h,
-                    sc->router, sc->choice, sc->weights, sc->moe_out, sc->emb2};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) td_free(all[i]);
-    td_free(sc->ids);
-}
-
 td_status td_session_create(td_engine *e, const td_session_params *p, td_session **out)
 {
     *out = NULL;
-    const td_hparams *hp = &e->model->hp;
+    const td_model *m = e->model;
+    const td_hparams *hp = &m->hp;
     td_session_params params = p ? *p : (td_session_params){0};
     int64_t n_ctx = params.n_ctx;
     if (n_ctx == 0) n_ctx = hp->max_position_embeddings < 4096 ? hp->max_position_embeddings : 4096;
     if (n_ctx < 1 || n_ctx > (1ll << 24))
         return td_fail(TD_E_ARG, "context length %lld is out of range (1..16777216)", (long long)n_ctx);
     if ((uint64_t)params.attn >= TD_ATTN_PATH_COUNT) return td_fail(TD_E_ARG, "unknown attention path");
+    if ((unsigned)params.kv_type >= TD_KV_TYPE_COUNT) return td_fail(TD_E_ARG, "unknown KV cache type");
+    if (params.kv_type == TD_KV_AUTO) params.kv_type = e->p.kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
+    TD_TRY(td_engine_reserve_ctx(e, n_ctx));
     td_session *s = td_calloc(1, sizeof *s);
     if (!s) return td_fail(TD_E_NOMEM, "out of memory");
     s->e = e;
@@ -243,16 +112,20 @@ td_status td_session_create(td_engine *e, const td_session_params *p, td_session
     td_status st = TD_OK;
     s->kv = td_calloc((size_t)hp->n_layers, sizeof *s->kv);
     if (!s->kv) st = td_fail(TD_E_NOMEM, "out of memory");
-    for (int l = 0; l < hp->n_layers && st == TD_OK; l++) st = td_kv_alloc(&s->kv[l], hp, n_ctx);
-    if (st == TD_OK && e->model->mtp) st = td_kv_alloc(&s->mtp_kv, hp, n_ctx);
-    if (st == TD_OK) st = td_scratch_alloc(&s->s, hp, s->max_batch, n_ctx);
+    for (int l = 0; l < hp->n_layers && st == TD_OK; l++) {
+        td_backend *b = e->backends[e->layer[l].attn];
+        st = b->i->kv_new(b, n_ctx, params.kv_type, &s->kv[l]);
+    }
+    if (st == TD_OK && m->mtp) {
+        td_backend *b = e->backends[e->layer[hp->n_layers].attn];
+        st = b->i->kv_new(b, n_ctx, params.kv_type, &s->mtp_kv);
+    }
     if (st == TD_OK) st = td_alloc_floats(&s->logits, (size_t)hp->vocab_size);
     if (st == TD_OK) st = td_alloc_floats(&s->mtp_logits, (size_t)hp->vocab_size);
     if (st == TD_OK) st = td_alloc_floats(&s->hidden, (size_t)hp->hidden_size);
-    if (st == TD_OK) st = td_rope_tables(s);
     if (st == TD_OK && !(s->tokens = td_malloc((size_t)n_ctx * sizeof(int32_t))))
         st = td_fail(TD_E_NOMEM, "out of memory for the token list of %lld positions", (long long)n_ctx);
-    if (st == TD_OK && e->model->mtp) st = td_mtp_state_alloc(s);
+    if (st == TD_OK && m->mtp) st = td_mtp_state_alloc(s);
     if (st != TD_OK) {
         td_session_free(s);
         return st;
@@ -264,16 +137,20 @@ td_status td_session_create(td_engine *e, const td_session_params *p, td_session
 void td_session_free(td_session *s)
 {
     if (!s) return;
-    if (s->kv)
-        for (int l = 0; l < s->e->model->hp.n_layers; l++) td_kv_free(&s->kv[l]);
+    td_engine *e = s->e;
+    const td_hparams *hp = &e->model->hp;
+    for (int l = 0; s->kv && l < hp->n_layers; l++) {
+        td_backend *b = e->backends[e->layer[l].attn];
+        if (s->kv[l]) b->i->kv_free(b, s->kv[l]);
+    }
+    if (s->mtp_kv) {
+        td_backend *b = e->backends[e->layer[hp->n_layers].attn];
+        b->i->kv_free(b, s->mtp_kv);
+    }
     td_free(s->kv);
-    td_kv_free(&s->mtp_kv);
-    td_scratch_free(&s->s);
     td_free(s->logits);
     td_free(s->mtp_logits);
     td_free(s->hidden);
-    td_free(s->rope_cos);
-    td_free(s->rope_sin);
     td_free(s->tokens);
     td_mtp_state_free(s);
     td_free(s);
@@ -283,8 +160,11 @@ int64_t td_session_pos(const td_session *s) { return s->pos; }
 int64_t td_session_ctx(const td_session *s) { return s->n_ctx; }
 int64_t td_session_kv_bytes_per_token(const td_session *s)
 {
-    return td_model_kv_bytes_per_token(s->e->model, (int)sizeof(float));
+    return td_model_kv_bytes_per_token(s->e->model, td_kv_type_bytes(s->p.kv_type));
 }
+td_kv_type td_session_kv_type(const td_session *s) { return s->p.kv_type; }
+td_engine *td_session_engine(const td_session *s) { return s->e; }
+td_attn_path td_session_attn_path(const td_session *s) { return s->p.attn; }
 const float *td_session_logits(const td_session *s) { return s->logits; }
 const float *td_session_hidden(const td_session *s) { return s->hidden; }
 const int32_t *td_session_tokens(const td_session *s) { return s->tokens; }

@@ -1,41 +1,53 @@
-/* Internals shared by the forward-pass files (td_session.c, td_session_mtp.c, td_attention.c, td_router.c). */
+/* Internals of the engine, its sessions and the forward pass (td_engine.c, td_session.c,
+ * td_session_mtp.c, td_forward.c). */
 #ifndef TD_SESSION_IMPL_H
 #define TD_SESSION_IMPL_H
 
+#include "td_backend.h"
 #include "td_engine.h"
+
+#define TD_MAX_BACKENDS 9   /* the CPU and up to 8 GPUs */
+#define TD_FWD_MAX_SEQS 64  /* sessions in one forward call */
+
+/* The activations of a forward call. Each has a buffer on every backend in use and is valid on a set of
+ * them; the forward pass copies it to a backend that needs it and does not hold it yet. */
+typedef enum td_act_id {
+    TD_ACT_X = 0,    /* [rows][H] the residual stream */
+    TD_ACT_XN,       /* [rows][H] a normed copy of it */
+    TD_ACT_ACC,      /* [rows][H] the routed experts' sum */
+    TD_ACT_TMP,      /* [rows][H] gathered rows, the MTP block's embeddings */
+    TD_ACT_IDS,      /* [rows][k] int32 expert ids */
+    TD_ACT_W,        /* [rows][k] their weights */
+    TD_ACT_EMB2,     /* [rows][2H] the MTP block's input */
+    TD_ACT_LOGITS,   /* [TD_FWD_MAX_SEQS][V] */
+    TD_ACT_COUNT
+} td_act_id;
+
+typedef struct td_act {
+    td_buf *on[TD_MAX_BACKENDS];
+    unsigned valid;  /* backends holding the current value (bits) */
+    int64_t width;   /* values per row */
+} td_act;
+
+/* Which backend computes each piece of a decoder layer. */
+typedef struct td_layer_backends {
+    int attn, mlp, router, experts, shared; /* indices into td_engine.backends */
+} td_layer_backends;
 
 struct td_engine {
     td_model *model;
-    td_cpu *cpu;
     td_engine_params p;
+    td_backend *backends[TD_MAX_BACKENDS]; /* [0]: the CPU */
+    int n_backends;
+    int *module_backend;       /* [n_modules] */
+    td_layer_backends *layer;  /* [n_layers + 1]: the MTP block's layer last */
+    int embed, norm, head, mtp;
+    td_act act[TD_ACT_COUNT];
+    float *stage;              /* [max_batch][2H] host staging between two device backends */
+    int32_t *tokens;           /* [max_batch] the tokens of a call */
+    int32_t *ids_host;         /* [max_batch][k] expert ids for counting and traces */
+    int64_t max_ctx;           /* the largest session context reserved on the backends */
 };
-
-/* The latent cache of one layer: normalized c_kv and the roped shared key, per position. */
-typedef struct td_kv_layer {
-    float *ckv;   /* [n_ctx][r] */
-    float *krope; /* [n_ctx][dr] */
-} td_kv_layer;
-
-/* Scratch for one forward call of up to B tokens over a context of C positions. */
-typedef struct td_scratch {
-    float *x, *xn, *tmp;       /* [B][H] */
-    float *qa;                 /* [B][q_lora] */
-    float *q;                  /* [B][nh*(dn+dr)] */
-    float *kva;                /* [B][r+dr] */
-    float *attn_out;           /* [B][nh*dv] */
-    float *qn_h;               /* [B][dn]: one head's q_nope, gathered */
-    float *qlat;               /* [B][r] */
-    float *olat;               /* [B][r] */
-    float *scores;             /* [B][C] */
-    float *k_h, *v_h;          /* [C][dn], [C][dv]: one head decompressed */
-    float *o_h;                /* [B][dv] */
-    float *router;             /* [B][E] */
-    float *choice;             /* [E] */
-    int32_t *ids;              /* [B][k] */
-    float *weights;            /* [B][k] */
-    float *moe_out;            /* [B][H] */
-    float *emb2;               /* [B][2H]: MTP input */
-} td_scratch;
 
 /* MTP bookkeeping (td_session_mtp.c). Row i of the MTP cache takes the main model's final-normed hidden
  * at position i and the token at i+1. */
@@ -55,13 +67,11 @@ typedef struct td_mtp_state {
 
 struct td_session {
     td_engine *e;
-    td_session_params p;
+    td_session_params p;       /* kv_type resolved */
     int64_t n_ctx, max_batch;
     int64_t pos, mtp_pos;
-    td_kv_layer *kv;           /* [n_layers] */
-    td_kv_layer mtp_kv;
-    float *rope_cos, *rope_sin;/* [n_ctx][dr/2] */
-    td_scratch s;
+    td_kv **kv;                /* [n_layers], each on its layer's attention backend */
+    td_kv *mtp_kv;
     float *logits;             /* [V] of the last position */
     float *hidden;             /* [H] final-normed hidden of the last position */
     float *mtp_logits;         /* [V] */
@@ -71,23 +81,21 @@ struct td_session {
     td_expert_counts *expert_counts; /* [n_layers + 1] or NULL */
 };
 
-/* One decoder layer on s->s.x (n tokens at positions pos0..), with cache `kv`. */
-void td_layer_forward(td_session *s, const td_layer_weights *l, td_kv_layer *kv, int64_t pos0, int64_t n,
-                      int32_t *trace_topk);
-/* MLA: x += attention(rmsnorm(x)) for n tokens. */
-void td_attention_forward(td_session *s, const td_attn_weights *a, td_kv_layer *kv, int64_t pos0, int64_t n);
-/* Chooses experts for n tokens from xn: ids/weights [n][k]. */
-void td_router_select(td_session *s, const td_moe_weights *moe, const float *xn, int64_t n, int32_t *ids,
-                      float *weights);
+/* Scratch on every backend for sessions of up to n_ctx positions. */
+td_status td_engine_reserve_ctx(td_engine *e, int64_t n_ctx);
+
+/* td_forward.c. One call of the main model over the items' tokens (at most max_batch rows in all, every
+ * item's tokens checked); advances every session's position. */
+td_status td_forward_main(td_engine *e, const td_forward_item *items, int n_items);
+/* The MTP block over one session's rows at mtp_pos (at most max_batch); advances mtp_pos. */
+td_status td_forward_mtp(td_session *s, const float *hidden, const int32_t *next_tokens, int64_t n,
+                         float *logits_all, float *mtp_hidden);
+
 /* td_session_mtp.c: buffers, and the hooks of forward and rewind. */
 td_status td_mtp_state_alloc(td_session *s);
 void td_mtp_state_free(td_session *s);
 /* After a chunk of n tokens ran at p0..p0+n-1 with final-normed hidden [n][H]. */
 td_status td_mtp_after_chunk(td_session *s, const int32_t *tokens, int64_t p0, int64_t n, const float *hidden);
 void td_mtp_on_rewind(td_session *s, int64_t pos);
-
-/* Rotates adjacent pairs of n_vec vectors of dr values each at position pos. */
-void td_rope_apply(const td_session *s, float *v, int64_t pos);
-td_status td_rope_tables(td_session *s);
 
 #endif

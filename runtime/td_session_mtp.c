@@ -29,9 +29,6 @@ td_status td_mtp_state_alloc(td_session *s)
     if (!m->ring || !m->chunk_hidden || !m->rows || !m->out || !m->last || !m->next)
         return td_fail(TD_E_NOMEM, "out of memory for the MTP bookkeeping (%zu hidden rows)",
                        (size_t)s->max_batch + 3 * R);
-    /* rows skipped after a deep rewind are read but never written: keep them finite */
-    memset(s->mtp_kv.ckv, 0, (size_t)(s->n_ctx * hp->kv_lora_rank) * sizeof(float));
-    memset(s->mtp_kv.krope, 0, (size_t)(s->n_ctx * hp->qk_rope_head_dim) * sizeof(float));
     return TD_OK;
 }
 

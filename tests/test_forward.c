@@ -158,7 +158,7 @@ static void test_chunked_prefill(const char *name, td_kernels kernels, td_attn_p
     int64_t T = f.T, V = f.m->hp.vocab_size;
     float *logits = malloc((size_t)(T * V) * sizeof(float));
     td_session *s;
-    td_session_params sp = {.n_ctx = T, .attn = path};
+    td_session_params sp = {.n_ctx = T, .attn = path, .kv_type = TD_KV_F32};
     TD_CHECK(td_session_create(small, &sp, &s) == TD_OK);
     TD_CHECKF(td_session_forward(s, f.ids, T, logits, NULL) == TD_OK, "%s", td_errmsg());
     float *ref = ref_floats(&f, "logits");

@@ -577,10 +577,18 @@ static void test_engine_check(void)
     TD_CHECK(td_engine_with(m, &d, "- match: {name: 'mlp\\.gate$'}\n  place: {weights: f16}\n", &k) ==
              TD_E_UNSUPPORTED);
     TD_CHECK(strstr(td_errmsg(), "converting weights at load is not written yet"));
-    TD_CHECK(td_engine_with(m, &d, "- match: {name: self_attn}\n  place: {device: cuda:0}\n", &k) == TD_E_UNSUPPORTED);
+    /* devices are the engine's to check: a GPU placement without a GPU backend is refused when it opens */
+    td_rules *r = td_rules_from(NULL, "- match: {name: self_attn}\n  place: {device: cuda:0}\n");
+    plan = NULL;
+    TD_CHECK(td_plan_for_model(m, r, &d, 256, 4, &plan) == TD_OK);
+    ep.plan = plan;
+    e = NULL;
+    TD_CHECK(plan && td_engine_open(m, &ep, &e) == TD_E_UNSUPPORTED && !e);
     TD_CHECKF(strstr(td_errmsg(), "model.layers.0.self_attn is placed on cuda:0 (by t.yaml:1)") &&
                   strstr(td_errmsg(), "the GPU path is not written yet"),
               "%.300s", td_errmsg());
+    td_plan_free(plan);
+    td_rules_free(r);
     td_model_close(m);
     td_model_close(other);
 }

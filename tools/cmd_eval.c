@@ -24,6 +24,7 @@ static void td_eval_help(void)
            "  --max-rel-err X      pass threshold on max|ours-ref|/max|ref| (default 1e-4 with ref kernels)\n"
            "  --max-kld X          pass threshold on the mean KL divergence (default 1e-3 with fast kernels)\n"
            "  --attn A             prefill attention: auto | decompressed | absorbed\n"
+           "  --kv-type T          KV cache: bf16 | f32 (default bf16; f32 with --kernels ref)\n"
            "  --threads N          CPU threads (default: all cores)\n"
            "  --mtp-from P         attach the MTP block from an official safetensors file or directory\n"
            "  --expert-groups N/M  route with N expert groups, keeping the top M (GGUFs without group keys)\n"
@@ -55,6 +56,7 @@ typedef struct td_eval_opts {
     int n_overrides;
     td_kernels kernels;
     td_attn_path attn;
+    td_kv_type kv_type;
     int threads;
     int expert_groups, expert_groups_used;
     double max_rel_err, max_kld; /* < 0: not given */
@@ -98,6 +100,10 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
             else if (strcmp(v, "decompressed") == 0) o->attn = TD_ATTN_DECOMPRESSED;
             else if (strcmp(v, "absorbed") == 0) o->attn = TD_ATTN_ABSORBED;
             else return td_cli_usage_error("eval", "--attn: '%s' is not one of auto, decompressed, absorbed", v);
+        } else if (td_args_is(&a, "--kv-type")) {
+            if (!(v = td_args_value(&a))) return 2;
+            if (!td_kv_type_from_name(v, &o->kv_type) || o->kv_type == TD_KV_AUTO)
+                return td_cli_usage_error("eval", "--kv-type: '%s' is not one of bf16, f32", v);
         } else if (td_args_is(&a, "--threads")) {
             if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, 0, 4096, &o->threads)) return 2;
         } else if (td_args_is(&a, "--max-rel-err")) {
@@ -140,8 +146,8 @@ static void td_eval_table(const td_eval_opts *o, const td_model *m, const char *
     printf("model       %s (%s)\n", m->path, m->format);
     printf("reference   %s: %lld prompt tokens, %lld greedy steps, min greedy margin %g\n", ref,
            (long long)r->prompt_tokens, (long long)r->greedy_steps, r->min_greedy_margin);
-    printf("kernels     %s; KV cache %lld B/token as stored (f32), %lld B/token in bf16\n", td_kernels_name(o->kernels),
-           (long long)kv_bytes, (long long)(kv_bytes / 2));
+    printf("kernels     %s; KV cache %lld B/token as stored (%s)\n", td_kernels_name(o->kernels), (long long)kv_bytes,
+           td_kv_type_name(o->kv_type));
     printf("%-28s %-12s %s\n", "check", "value", "limit");
     snprintf(lim, sizeof lim, rel_limit >= 0 ? "<= %g" : "-", rel_limit);
     printf("%-28s %-12.3e %s\n", "prefill logits max rel err", r->prefill_max_rel_err, lim);
@@ -222,7 +228,7 @@ int td_cmd_eval(int argc, char **argv)
         if (st == TD_OK && plan) o.kernels = td_cpu_kernels(td_engine_cpu(e)); /* the plan may choose them */
     }
     if (st == TD_OK) {
-        td_session_params sp = {.n_ctx = 4096};
+        td_session_params sp = {.n_ctx = 4096, .kv_type = o.kv_type};
         st = td_session_create(e, &sp, &s);
     }
     td_eval_result r;
@@ -235,7 +241,8 @@ int td_cmd_eval(int argc, char **argv)
     } else {
         double rel_limit, kld_limit;
         bool pass = td_eval_passes(&o, &r, &rel_limit, &kld_limit);
-        int64_t kv = td_model_kv_bytes_per_token(m, 4);
+        int64_t kv = td_session_kv_bytes_per_token(s);
+        o.kv_type = td_session_kv_type(s);
         if (!o.json_only) td_eval_table(&o, m, ref, &r, kv, rel_limit, kld_limit, pass);
         td_eval_json(&o, &r, kv, pass);
         rc = pass ? 0 : 1;

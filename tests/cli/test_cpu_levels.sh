@@ -23,11 +23,11 @@ for pair in Haswell:avx2 Westmere:sse2; do
     [ $rc -eq 0 ] || bad "$cpu: bench membw exited $rc"
     grep -q "\"loads\":\"$loads\"" <<<"$out" || bad "$cpu: the bandwidth probe should use $loads loads: $out"
 
-    out=$(on "$cpu" eval --model "$MODEL" --reference "$REF" --kernels auto --max-kld 2e-3 --json 2>&1); rc=$?
+    out=$(on "$cpu" eval --model "$MODEL" --reference "$REF" --kernels auto --kv-type f32 --max-kld 2e-3 --json 2>&1); rc=$?
     [ $rc -eq 0 ] && grep -q '"pass":true' <<<"$out" || bad "$cpu: eval of the bundled model (rc $rc): $(tail -n 3 <<<"$out")"
 
     if [ -f "$G" ]; then
-        out=$(on "$cpu" eval --model "$G" --kernels auto --json 2>&1); rc=$?
+        out=$(on "$cpu" eval --model "$G" --kernels auto --kv-type f32 --json 2>&1); rc=$?
         [ $rc -eq 0 ] && grep -q '"pass":true' <<<"$out" || bad "$cpu: eval of the Q4_K fixture (rc $rc): $(tail -n 3 <<<"$out")"
     fi
 
