@@ -88,10 +88,21 @@ void td_cpu_moe_phase_times(const td_cpu *cpu, double out[4]);
  * threads): load imbalance. */
 void td_cpu_moe_idle_times(const td_cpu *cpu, double out[4]);
 
-/* Moves each expert's weight pages to the NUMA node that computes it (libnuma), once at load. Experts
- * are split across nodes, never duplicated; a no-op on one node. Best effort: pages the kernel cannot
- * move stay where they are (the result is the same, only slower). */
-td_status td_cpu_moe_place(td_cpu *cpu, const td_ffn_weights *experts, int n_experts);
+/* Where a layer's routed experts live in host memory (the rules' numa: field). */
+typedef enum td_expert_home {
+    TD_HOME_SPLIT = 0,      /* each expert on the node whose threads compute it: divided, never duplicated */
+    TD_HOME_INTERLEAVE = 1, /* every expert's pages spread round-robin over the nodes */
+    TD_HOME_NODE = 2,       /* all on one node */
+    TD_HOME_COUNT
+} td_expert_home;
+
+/* The node (0-based, among the pool's nodes) that holds expert e of n_experts under a policy; -1 when
+ * interleaved. */
+int td_cpu_expert_home(const td_cpu *cpu, td_expert_home home, int node, int e, int n_experts);
+/* Moves each expert's weight pages where the policy puts them (libnuma), once at load. A no-op on one
+ * node. Best effort: pages the kernel cannot move stay where they are (the result is the same, only
+ * slower). TD_E_ARG for a node the pool does not run on. */
+td_status td_cpu_moe_place(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, td_expert_home home, int node);
 /* The node (0-based) that computes expert e of n_experts. */
 int td_cpu_expert_node(const td_cpu *cpu, int e, int n_experts);
 

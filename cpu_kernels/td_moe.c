@@ -376,13 +376,31 @@ int td_cpu_expert_node(const td_cpu *cpu, int e, int n_experts)
     return td_thread_plan_expert_node(td_pool_plan(cpu->pool), e, n_experts);
 }
 
-td_status td_cpu_moe_place(td_cpu *cpu, const td_ffn_weights *experts, int n_experts)
+int td_cpu_expert_home(const td_cpu *cpu, td_expert_home home, int node, int e, int n_experts)
 {
+    switch (home) {
+    case TD_HOME_INTERLEAVE: return -1;
+    case TD_HOME_NODE: return node;
+    default: return td_cpu_expert_node(cpu, e, n_experts);
+    }
+}
+
+td_status td_cpu_moe_place(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, td_expert_home home, int node)
+{
+    int nodes = cpu->ref ? 1 : td_pool_plan(cpu->pool)->n_nodes;
+    if ((unsigned)home >= TD_HOME_COUNT) return td_fail(TD_E_ARG, "unknown expert placement %d", (int)home);
+    if (home == TD_HOME_NODE && (node < 0 || node >= nodes))
+        return td_fail(TD_E_ARG, "numa: node:%d names a node this machine does not have (it has %d; nodes count from 0)",
+                       node, nodes);
     if (cpu->ref || td_cpu_used_nodes(cpu) <= 1 || !td_topo_is_this_system(cpu->topo)) return TD_OK;
     for (int e = 0; e < n_experts; e++) {
-        int os_node = td_topo_node_os_index(cpu->topo, td_cpu_expert_node(cpu, e, n_experts));
+        int at = td_cpu_expert_home(cpu, home, node, e, n_experts);
         const td_matrix *ms[3] = {&experts[e].gate, &experts[e].up, &experts[e].down};
-        for (int i = 0; i < 3; i++) td_numa_move(ms[i]->data, (size_t)td_matrix_bytes(ms[i]), os_node);
+        for (int i = 0; i < 3; i++) {
+            size_t len = (size_t)td_matrix_bytes(ms[i]);
+            if (at < 0) td_numa_interleave(ms[i]->data, len);
+            else td_numa_move(ms[i]->data, len, td_topo_node_os_index(cpu->topo, at));
+        }
     }
     return TD_OK;
 }

@@ -20,3 +20,13 @@ bool td_numa_move(const void *addr, size_t len, int os_node)
     /* MPOL_PREFERRED: pages come from this node while it has room; MPOL_MF_MOVE migrates resident ones */
     return mbind((void *)start, end - start, MPOL_PREFERRED, mask, sizeof mask * 8, MPOL_MF_MOVE) == 0;
 }
+
+bool td_numa_interleave(const void *addr, size_t len)
+{
+    if (len == 0 || !td_numa_available()) return false;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)addr & ~(page - 1);
+    uintptr_t end = ((uintptr_t)addr + len + page - 1) & ~(page - 1);
+    struct bitmask *all = numa_all_nodes_ptr;
+    return mbind((void *)start, end - start, MPOL_INTERLEAVE, all->maskp, all->size + 1, MPOL_MF_MOVE) == 0;
+}

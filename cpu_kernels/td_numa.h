@@ -11,4 +11,7 @@ bool td_numa_available(void);
  * Returns false when the kernel refused (the memory stays where it was). */
 bool td_numa_move(const void *addr, size_t len, int os_node);
 
+/* Spreads the pages of [addr, addr + len) round-robin over every node, moving the resident ones. */
+bool td_numa_interleave(const void *addr, size_t len);
+
 #endif

@@ -9,6 +9,7 @@
 #include "td_ops.h"
 #include "td_rope.h"
 #include "td_router.h"
+#include "td_rules.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +34,8 @@ static void td_cpu_be_free(td_backend *b)
     if (!c) return;
     td_cpu_be_driver_stop(c);
     td_cpu_be_scratch_free(c);
+    td_free(c->home);
+    td_free(c->home_node);
     td_cpu_free(c->cpu);
     td_free(c);
 }
@@ -52,11 +55,27 @@ static td_status td_cpu_be_prepare(td_backend *b, const td_model *model, const t
                                    const struct td_placement *place)
 {
     td_cpu_backend *c = td_cpu_be(b);
-    (void)place;
     if (m->kind != TD_MODULE_EXPERTS) return TD_OK;
-    /* routed experts onto the NUMA node that computes them (no-op on one node) */
+    /* routed experts onto the NUMA nodes the rule's numa: field names (split by default) */
+    td_expert_home home = TD_HOME_SPLIT;
+    int node = 0;
+    if (place && place->numa == TD_NUMA_INTERLEAVE) home = TD_HOME_INTERLEAVE;
+    if (place && place->numa == TD_NUMA_NODE) {
+        home = TD_HOME_NODE;
+        node = place->numa_node;
+    }
+    c->home[m->layer] = home;
+    c->home_node[m->layer] = node;
     const td_layer_weights *l = m->layer < model->hp.n_layers ? &model->layers[m->layer] : &model->mtp->layer;
-    return td_cpu_moe_place(c->cpu, l->moe.experts, model->hp.n_routed_experts);
+    td_status st = td_cpu_moe_place(c->cpu, l->moe.experts, model->hp.n_routed_experts, home, node);
+    if (st != TD_OK) td_err_context("%s", m->name);
+    return st;
+}
+
+int td_backend_cpu_expert_home(td_backend *b, int layer, int e)
+{
+    td_cpu_backend *c = td_cpu_be(b);
+    return td_cpu_expert_home(c->cpu, c->home[layer], c->home_node[layer], e, c->hp->n_routed_experts);
 }
 
 static td_status td_cpu_be_floats(float **p, size_t n)
@@ -330,7 +349,9 @@ td_status td_backend_cpu_create(const td_model *model, const td_backend_cpu_para
     c->hp = hp;
     c->p_max_rows = max_rows;
     c->moe_async = params.moe_async;
-    td_status st = td_cpu_create(&cp, &c->cpu);
+    c->home = td_calloc((size_t)hp->n_layers + 1, sizeof *c->home);
+    c->home_node = td_calloc((size_t)hp->n_layers + 1, sizeof *c->home_node);
+    td_status st = c->home && c->home_node ? td_cpu_create(&cp, &c->cpu) : td_fail(TD_E_NOMEM, "out of memory");
     if (st == TD_OK && c->moe_async) st = td_cpu_be_driver_start(c);
     if (st == TD_OK) st = td_cpu_be_reserve(&c->base, 1, 1);
     if (st != TD_OK) {

@@ -15,6 +15,8 @@ typedef struct td_backend_cpu_params {
 /* Sizes its kernels' scratch for forward calls of up to max_rows rows of `model`. */
 td_status td_backend_cpu_create(const td_model *model, const td_backend_cpu_params *p, int64_t max_rows,
                                 td_backend **out);
+/* The NUMA node (0-based) holding expert e of a layer, as prepared from the plan; -1 when interleaved. */
+int td_backend_cpu_expert_home(td_backend *b, int layer, int e);
 /* The compute context underneath (kernel names and thread counts for reports). */
 td_cpu *td_backend_cpu_context(td_backend *b);
 

@@ -77,6 +77,8 @@ typedef struct td_cpu_backend {
     bool moe_pending;          /* submitted and not joined yet */
     td_moe_driver drv;
     td_backend_stats stats;
+    td_expert_home *home;      /* [n_layers + 1] where each layer's experts live (the plan's numa:) */
+    int *home_node;            /* [n_layers + 1] with TD_HOME_NODE */
 } td_cpu_backend;
 
 static inline td_cpu_backend *td_cpu_be(td_backend *b) { return (td_cpu_backend *)b; }

@@ -2,6 +2,9 @@
  * node-major; every expert homed on exactly one node, in proportion to its threads; the MoE with the
  * node split and partial sums equals the one-node result; placement is a no-op where it cannot apply. */
 #include "td_alloc.h"
+#include "td_backend_cpu.h"
+#include "td_engine.h"
+#include "td_plan.h"
 #include "td_cpu.h"
 #include "td_numa.h"
 #include "td_randw.h"
@@ -99,8 +102,15 @@ static void tn_moe(void)
     if (one && two) {
         TD_CHECK(td_cpu_nodes(two) == 2 && td_cpu_threads(two) == 2);
         TD_CHECK(td_cpu_expert_node(two, 0, E) == 0 && td_cpu_expert_node(two, E - 1, E) == 1);
-        TD_CHECK(td_cpu_moe_place(two, ex, E) == TD_OK); /* synthetic: nothing to move */
-        TD_CHECK(td_cpu_moe_place(one, ex, E) == TD_OK); /* one node: nothing to move */
+        TD_CHECK(td_cpu_moe_place(two, ex, E, TD_HOME_SPLIT, 0) == TD_OK); /* synthetic: nothing to move */
+        TD_CHECK(td_cpu_moe_place(one, ex, E, TD_HOME_SPLIT, 0) == TD_OK); /* one node: nothing to move */
+        /* the three policies: split by the computing node, all on one node, interleaved */
+        TD_CHECK(td_cpu_expert_home(two, TD_HOME_SPLIT, 0, 0, E) == 0 && td_cpu_expert_home(two, TD_HOME_SPLIT, 0, E - 1, E) == 1);
+        TD_CHECK(td_cpu_expert_home(two, TD_HOME_NODE, 1, 0, E) == 1 && td_cpu_expert_home(two, TD_HOME_NODE, 1, E - 1, E) == 1);
+        TD_CHECK(td_cpu_expert_home(two, TD_HOME_INTERLEAVE, 0, 3, E) == -1);
+        TD_CHECK(td_cpu_moe_place(two, ex, E, TD_HOME_NODE, 1) == TD_OK);
+        TD_CHECK(td_cpu_moe_place(two, ex, E, TD_HOME_INTERLEAVE, 0) == TD_OK);
+        TD_CHECK(td_cpu_moe_place(two, ex, E, TD_HOME_NODE, 2) == TD_E_ARG && strstr(td_errmsg(), "node:2"));
         td_moe_batch b = {.n_tok = n, .k = k, .ids = ids, .weights = w, .x = x, .out = o1};
         td_cpu_moe(one, ex, E, &b);
         b.out = o2;
@@ -130,9 +140,53 @@ static void tn_move(void)
     td_free(buf);
 }
 
+/* The engine places each layer's experts as the plan's numa: field says, on a synthetic two-node machine. */
+static void tn_engine_plan(void)
+{
+    td_model *m = NULL;
+    if (!TD_CHECKF(td_model_open(td_test_fixture("gguf/tiny-dsv3-q4_k_m-mla-mtp.gguf"), NULL, &m) == TD_OK, "%s",
+                   td_errmsg()))
+        return;
+    const char *topo = "pack:2 numa:1 core:1 pu:1";
+    td_devices_params dp = {.topology = "synthetic:pack:2 numa:1 core:1 pu:1", .gpu_reserve = -1};
+    td_devices d;
+    td_rules *r = NULL;
+    td_plan *plan = NULL;
+    const char *text = "- match: {name: experts, layers: 1}\n  place: {numa: node:1}\n"
+                       "- match: {name: experts, layers: 2}\n  place: {numa: interleave}\n";
+    TD_CHECK(td_devices_detect(&dp, &d) == TD_OK && d.n_numa == 2);
+    TD_CHECK(td_rules_create(&r) == TD_OK && td_rules_load_text(r, text, strlen(text), "numa.yaml") == TD_OK);
+    TD_CHECKF(td_plan_for_model(m, r, &d, 64, 2, &plan) == TD_OK, "%s", td_errmsg());
+    td_engine_params ep = {.kernels = TD_KERNELS_AUTO, .plan = plan, .topology = topo};
+    td_engine *e = NULL;
+    if (plan && TD_CHECKF(td_engine_open(m, &ep, &e) == TD_OK, "%s", td_errmsg())) {
+        td_backend *const *bs;
+        td_engine_backends(e, &bs);
+        int E = m->hp.n_routed_experts;
+        TD_CHECK(m->layers[1].is_moe && m->layers[2].is_moe);
+        TD_CHECK(td_backend_cpu_expert_home(bs[0], 1, 0) == 1 && td_backend_cpu_expert_home(bs[0], 1, E - 1) == 1);
+        TD_CHECK(td_backend_cpu_expert_home(bs[0], 2, 0) == -1);
+        /* the MTP block's experts keep the default: split between the nodes */
+        int L = m->hp.n_layers;
+        TD_CHECK(td_backend_cpu_expert_home(bs[0], L, 0) == 0 && td_backend_cpu_expert_home(bs[0], L, E - 1) == 1);
+    }
+    td_engine_close(e);
+    td_plan_free(plan);
+    td_rules_free(r);
+    /* a node the machine lacks is refused by the planner, naming the rule */
+    const char *bad = "- match: {name: experts}\n  place: {numa: node:5}\n";
+    TD_CHECK(td_rules_create(&r) == TD_OK && td_rules_load_text(r, bad, strlen(bad), "bad.yaml") == TD_OK);
+    plan = NULL;
+    TD_CHECK(td_plan_for_model(m, r, &d, 64, 2, &plan) != TD_OK && strstr(td_errmsg(), "bad.yaml"));
+    td_plan_free(plan);
+    td_rules_free(r);
+    td_model_close(m);
+}
+
 int main(void)
 {
     tn_plan();
+    tn_engine_plan();
     tn_moe();
     tn_move();
     return td_test_finish();
