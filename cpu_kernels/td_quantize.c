@@ -96,45 +96,73 @@ static void td_pack_k4_scales(const int *sc, const int *m, uint8_t *s)
     }
 }
 
+/* Q4_K and Q5_K's scales for one block of 256: per group of 32 the offset m (rounded up so that
+ * x + dmin*m >= 0) and the scale sc (rounded up so that top * d * sc covers the shifted range), where top
+ * is the highest level (15 or 31); the packed scales go into s, the steps and shifts of the groups, exactly
+ * as the dequantizer forms them, into step and shift. */
+static void td_k4_block_scales(const float *x, float top, td_half *d_out, td_half *dmin_out, uint8_t *s,
+                               float step[8], float shift[8])
+{
+    float lo[8], hi[8], max_neg = 0.0f;
+    for (int g = 0; g < 8; g++) {
+        lo[g] = 0.0f; /* the offset only ever lowers the levels: positive minimums become 0 */
+        hi[g] = 0.0f;
+        for (int l = 0; l < 32; l++) {
+            lo[g] = fminf(lo[g], x[32 * g + l]);
+            hi[g] = fmaxf(hi[g], x[32 * g + l]);
+        }
+        max_neg = fmaxf(max_neg, -lo[g]);
+    }
+    *dmin_out = td_f16_round_up(max_neg / 63.0f);
+    float dmin = td_f16_to_f32(*dmin_out), off[8], max_range = 0.0f;
+    int sc[8], m[8];
+    for (int g = 0; g < 8; g++) {
+        m[g] = dmin > 0.0f ? (int)ceilf(-lo[g] / dmin) : 0;
+        if (m[g] > 63) m[g] = 63;
+        off[g] = dmin * (float)m[g];
+        max_range = fmaxf(max_range, hi[g] + off[g]);
+    }
+    *d_out = td_f16_round_up(max_range / (top * 63.0f));
+    float d = td_f16_to_f32(*d_out);
+    for (int g = 0; g < 8; g++) {
+        sc[g] = d > 0.0f ? (int)ceilf((hi[g] + off[g]) / (top * d)) : 0;
+        if (sc[g] > 63) sc[g] = 63;
+        step[g] = d * (float)sc[g];
+        shift[g] = dmin * (float)m[g];
+    }
+    td_pack_k4_scales(sc, m, s);
+}
+
 static void td_quantize_q4_K(const float *x, void *dst, int64_t n)
 {
     td_block_q4_K *b = dst;
     for (int64_t i = 0; i < n / TD_QK_K; i++, b++, x += TD_QK_K) {
-        float lo[8], hi[8], max_neg = 0.0f;
+        float step[8], shift[8];
+        td_k4_block_scales(x, 15.0f, &b->d, &b->dmin, b->scales, step, shift);
         for (int g = 0; g < 8; g++) {
-            lo[g] = 0.0f; /* the offset only ever lowers the levels: positive minimums become 0 */
-            hi[g] = 0.0f;
-            for (int l = 0; l < 32; l++) {
-                lo[g] = fminf(lo[g], x[32 * g + l]);
-                hi[g] = fmaxf(hi[g], x[32 * g + l]);
-            }
-            max_neg = fmaxf(max_neg, -lo[g]);
-        }
-        /* offsets: m rounded up so that x + dmin*m >= 0 */
-        b->dmin = td_f16_round_up(max_neg / 63.0f);
-        float dmin = td_f16_to_f32(b->dmin), off[8], max_range = 0.0f;
-        int sc[8], m[8];
-        for (int g = 0; g < 8; g++) {
-            m[g] = dmin > 0.0f ? (int)ceilf(-lo[g] / dmin) : 0;
-            if (m[g] > 63) m[g] = 63;
-            off[g] = dmin * (float)m[g];
-            max_range = fmaxf(max_range, hi[g] + off[g]);
-        }
-        /* scales: sc rounded up so that 15 * d * sc covers the group's shifted range */
-        b->d = td_f16_round_up(max_range / (15.0f * 63.0f));
-        float d = td_f16_to_f32(b->d);
-        for (int g = 0; g < 8; g++) {
-            sc[g] = d > 0.0f ? (int)ceilf((hi[g] + off[g]) / (15.0f * d)) : 0;
-            if (sc[g] > 63) sc[g] = 63;
-        }
-        td_pack_k4_scales(sc, m, b->scales);
-        for (int g = 0; g < 8; g++) {
-            /* the step and offset exactly as the dequantizer forms them */
-            float step = d * (float)sc[g], shift = dmin * (float)m[g];
             uint8_t *q = b->qs + 32 * (g / 2);
             for (int l = 0; l < 32; l++) {
-                int v = td_level(x[32 * g + l] + shift, step, 0, 15);
+                int v = td_level(x[32 * g + l] + shift[g], step[g], 0, 15);
                 q[l] = g % 2 ? (uint8_t)((q[l] & 0x0f) | v << 4) : (uint8_t)v;
+            }
+        }
+    }
+}
+
+/* Q4_K's layout plus a fifth bit per value: levels 0..31, bit 4 of element l of group g in qh[l] bit g */
+static void td_quantize_q5_K(const float *x, void *dst, int64_t n)
+{
+    td_block_q5_K *b = dst;
+    for (int64_t i = 0; i < n / TD_QK_K; i++, b++, x += TD_QK_K) {
+        float step[8], shift[8];
+        td_k4_block_scales(x, 31.0f, &b->d, &b->dmin, b->scales, step, shift);
+        memset(b->qh, 0, sizeof b->qh);
+        for (int g = 0; g < 8; g++) {
+            uint8_t *q = b->qs + 32 * (g / 2);
+            for (int l = 0; l < 32; l++) {
+                int v = td_level(x[32 * g + l] + shift[g], step[g], 0, 31);
+                q[l] = g % 2 ? (uint8_t)((q[l] & 0x0f) | (v & 15) << 4) : (uint8_t)(v & 15);
+                b->qh[l] |= (uint8_t)((v >> 4) << g);
             }
         }
     }
@@ -180,6 +208,7 @@ td_quantize_fn td_quantize_row(td_type t)
     case TD_TYPE_Q8_0: return td_quantize_q8_0;
     case TD_TYPE_Q5_0: return td_quantize_q5_0;
     case TD_TYPE_Q4_K: return td_quantize_q4_K;
+    case TD_TYPE_Q5_K: return td_quantize_q5_K;
     case TD_TYPE_Q6_K: return td_quantize_q6_K;
     default: return NULL;
     }

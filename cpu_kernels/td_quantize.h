@@ -8,6 +8,7 @@
  *    so no value is clamped and |x - x'| <= step / 2, where step is the stored scale of its (sub-)block.
  *  - Q4_K (8 groups of 32, x' = d*sc*q - dmin*m, q 0..15, sc and m 6-bit): per group the min is covered
  *    by rounding m up and the range by rounding sc up, so again |x - x'| <= d*sc / 2.
+ *  - Q5_K: Q4_K with levels 0..31, the same bound.
  * Positive group minimums are represented as 0, as in ggml. Non-finite inputs are the caller's to refuse. */
 #ifndef TD_QUANTIZE_H
 #define TD_QUANTIZE_H
@@ -20,7 +21,7 @@
 /* Quantizes n floats (a whole number of blocks of the type) into dst. */
 typedef void (*td_quantize_fn)(const float *x, void *dst, int64_t n);
 
-/* The quantizer of a type (F32, F16, BF16, Q8_0, Q5_0, Q4_K, Q6_K), or NULL. */
+/* The quantizer of a type (F32, F16, BF16, Q8_0, Q5_0, Q4_K, Q5_K, Q6_K), or NULL. */
 td_quantize_fn td_quantize_row(td_type t);
 
 /* Rounds a non-negative float to the nearest f16 at or above it (for scales that must cover a range). */

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const td_mode_names[TD_CONVERT_MODE_COUNT] = {"q8_0", "q4_k", "q4_k_m", "q6_k", "bf16"};
+static const char *const td_mode_names[TD_CONVERT_MODE_COUNT] = {"q8_0", "q4_k", "q4_k_m", "q6_k", "bf16", "q5_k"};
 
 const char *td_convert_mode_name(td_convert_mode m)
 {
@@ -48,6 +48,7 @@ td_type td_convert_tensor_type(td_convert_mode mode, const char *name, int n_dim
 {
     if (n_dims == 1 || strstr(name, ".ffn_gate_inp.")) return TD_TYPE_F32;
     static const td_type q4[] = {TD_TYPE_Q4_K, TD_TYPE_Q5_0, TD_TYPE_Q8_0, TD_TYPE_BF16};
+    static const td_type q5[] = {TD_TYPE_Q5_K, TD_TYPE_Q5_0, TD_TYPE_Q8_0, TD_TYPE_BF16};
     static const td_type q6[] = {TD_TYPE_Q6_K, TD_TYPE_Q8_0, TD_TYPE_BF16};
     static const td_type q8[] = {TD_TYPE_Q8_0, TD_TYPE_BF16};
     static const td_type bf[] = {TD_TYPE_BF16};
@@ -56,6 +57,7 @@ td_type td_convert_tensor_type(td_convert_mode mode, const char *name, int n_dim
     switch (mode) {
     case TD_CONVERT_Q4_K: chain = q4, n = 4; break;
     case TD_CONVERT_Q4_K_M: td_more_bits(name) ? (chain = q6, n = 3) : (chain = q4, n = 4); break;
+    case TD_CONVERT_Q5_K: chain = q5, n = 4; break;
     case TD_CONVERT_Q6_K: chain = q6, n = 3; break;
     case TD_CONVERT_BF16: chain = bf, n = 1; break;
     default: chain = q8, n = 2; break;
@@ -72,6 +74,7 @@ static uint32_t td_file_type(td_convert_mode mode)
     case TD_CONVERT_Q8_0: return 7;
     case TD_CONVERT_Q4_K: return 14; /* Q4_K_S */
     case TD_CONVERT_Q4_K_M: return 15;
+    case TD_CONVERT_Q5_K: return 16; /* Q5_K_S */
     case TD_CONVERT_Q6_K: return 18;
     default: return 32; /* BF16 */
     }

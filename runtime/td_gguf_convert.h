@@ -8,10 +8,11 @@
  * tokenizer_config.json) beside an HF model; without one the file has no tokenizer (a notice says so).
  *
  * Types per mode (a row length the type's block does not divide falls back: Q4_K -> Q5_0 -> Q8_0 ->
- * BF16; Q6_K -> Q8_0 -> BF16; Q8_0 -> BF16):
+ * BF16; Q5_K -> Q5_0 -> Q8_0 -> BF16; Q6_K -> Q8_0 -> BF16; Q8_0 -> BF16):
  *   q8_0   every matrix Q8_0
  *   q4_k   every matrix Q4_K
  *   q4_k_m Q6_K for output.weight, attn_v_b and every ffn_down (dense, shared, experts); Q4_K for the rest
+ *   q5_k   every matrix Q5_K
  *   q6_k   every matrix Q6_K
  *   bf16   every matrix BF16 */
 #ifndef TD_GGUF_CONVERT_H
@@ -25,6 +26,7 @@ typedef enum td_convert_mode {
     TD_CONVERT_Q4_K_M = 2,
     TD_CONVERT_Q6_K = 3,
     TD_CONVERT_BF16 = 4,
+    TD_CONVERT_Q5_K = 5,
     TD_CONVERT_MODE_COUNT
 } td_convert_mode;
 

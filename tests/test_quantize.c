@@ -70,11 +70,17 @@ static double check_type(td_type t, const float *x, int kind)
             if (h2f(b->d) > tight) loose++;
             break;
         }
-        case TD_TYPE_Q4_K: {
-            const td_block_q4_K *b = (const td_block_q4_K *)q + i / 256;
+        case TD_TYPE_Q4_K:
+        case TD_TYPE_Q5_K: { /* the same scales; Q5_K's levels go to 31, and its blocks carry qh */
+            double top = t == TD_TYPE_Q4_K ? 15 : 31;
+            size_t bsz = t == TD_TYPE_Q4_K ? sizeof(td_block_q4_K) : sizeof(td_block_q5_K);
+            const uint8_t *blk = q + bsz * (size_t)(i / 256); /* both lead with d, dmin and the scales */
+            td_half bd, bdmin;
+            memcpy(&bd, blk, 2);
+            memcpy(&bdmin, blk + 2, 2);
             int g = (i % 256) / 32, sc, m;
-            td_k4_scale_min(b->scales, g, &sc, &m);
-            double step = (double)(h2f(b->d) * (float)sc), shift = (double)(h2f(b->dmin) * (float)m);
+            td_k4_scale_min(blk + 4, g, &sc, &m);
+            double step = (double)(h2f(bd) * (float)sc), shift = (double)(h2f(bdmin) * (float)m);
             double lo = 0, hi = 0, maxrange = 0, maxneg = 0;
             for (int k = i / 32 * 32; k < i / 32 * 32 + 32; k++) {
                 lo = fmin(lo, x[k]);
@@ -90,10 +96,10 @@ static double check_type(td_type t, const float *x, int kind)
                 }
                 maxrange = fmax(maxrange, h - l + dmin_tight);
             }
-            bound = 0.5 * step + SLOP * (fabs(x[i]) + shift + 15 * step);
+            bound = 0.5 * step + SLOP * (fabs(x[i]) + shift + top * step);
             /* one 6-bit step of the scale above the group's need, the offset one step above its min */
-            tight = (hi - lo + dmin_tight) / 15 + maxrange / 945 * (1 + 0x1p-10) + 0x1p-24;
-            if (step > tight * (1 + 1e-6) || (double)h2f(b->dmin) > dmin_tight) loose++;
+            tight = (hi - lo + dmin_tight) / top + maxrange / (top * 63) * (1 + 0x1p-10) + 0x1p-24;
+            if (step > tight * (1 + 1e-6) || (double)h2f(bdmin) > dmin_tight) loose++;
             break;
         }
         case TD_TYPE_Q6_K: {
@@ -129,7 +135,7 @@ static void compare_with_ggml(void)
         td_tensor_dir_free(dir);
         return;
     }
-    const char *names[] = {"Q8_0", "Q5_0", "Q4_K", "Q6_K", "BF16", "F16"};
+    const char *names[] = {"Q8_0", "Q5_0", "Q4_K", "Q5_K", "Q6_K", "BF16", "F16"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         char sn[32], dn[32];
         snprintf(sn, sizeof sn, "%s.src", names[k]);
@@ -167,7 +173,7 @@ static void compare_with_ggml(void)
 
 int main(void)
 {
-    const td_type types[] = {TD_TYPE_BF16, TD_TYPE_F16, TD_TYPE_Q8_0, TD_TYPE_Q5_0, TD_TYPE_Q4_K, TD_TYPE_Q6_K};
+    const td_type types[] = {TD_TYPE_BF16, TD_TYPE_F16, TD_TYPE_Q8_0, TD_TYPE_Q5_0, TD_TYPE_Q4_K, TD_TYPE_Q5_K, TD_TYPE_Q6_K};
     uint64_t rng = 7;
     float x[N];
     for (int kind = 0; kind < N_KINDS; kind++) {
