@@ -437,7 +437,12 @@ static td_status td_write_part(const td_gguf_writer *w, const char *path, int pa
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     td_out o = {.path = path};
-    if (st == TD_OK && !(o.f = fopen(tmp, "wb")))
+    int fd = p->fd > 0 ? dup(p->fd) : -1;
+    if (st == TD_OK && p->fd > 0 && (fd < 0 || !(o.f = fdopen(fd, "wb")))) {
+        st = td_fail(TD_E_IO, "%s: cannot write to descriptor %d: %s", path, p->fd, strerror(errno));
+        if (fd >= 0) close(fd);
+    }
+    if (st == TD_OK && p->fd <= 0 && !(o.f = fopen(tmp, "wb")))
         st = td_fail(TD_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
     if (st == TD_OK) st = td_out_write(&o, hdr.p, hdr.n);
     uint64_t data_end = 0;
@@ -455,8 +460,9 @@ static td_status td_write_part(const td_gguf_writer *w, const char *path, int pa
         st = td_fail(TD_E_IO, "%s: cannot extend to %" PRIu64 " bytes: %s", tmp, (uint64_t)(hdr.n + data_end),
                      strerror(errno));
     if (o.f && fclose(o.f) != 0 && st == TD_OK) st = td_fail(TD_E_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == TD_OK && rename(tmp, path) != 0) st = td_fail(TD_E_IO, "%s: cannot rename: %s", tmp, strerror(errno));
-    if (st != TD_OK && o.f) unlink(tmp);
+    if (st == TD_OK && p->fd <= 0 && rename(tmp, path) != 0)
+        st = td_fail(TD_E_IO, "%s: cannot rename: %s", tmp, strerror(errno));
+    if (st != TD_OK && o.f && p->fd <= 0) unlink(tmp);
     td_free(hdr.p);
     if (p->progress && st == TD_OK) fprintf(stderr, "\n");
     return st;
@@ -476,6 +482,7 @@ td_status td_gguf_write(td_gguf_writer *w, const char *path, const td_gguf_write
     uint32_t align = p->alignment ? p->alignment : TD_GGUF_DEFAULT_ALIGNMENT;
     int parts = p->parts > 1 ? p->parts : 1;
     if (align & (align - 1)) return td_fail(TD_E_ARG, "GGUF writer: alignment %u is not a power of two", align);
+    if (p->fd > 0 && parts > 1) return td_fail(TD_E_ARG, "GGUF writer: a descriptor takes one part, not %d", parts);
     if (parts > 99999 || (parts > 1 && (size_t)parts > w->n_t))
         return td_fail(TD_E_ARG, "GGUF writer: cannot split %zu tensors into %d parts", w->n_t, parts);
     TD_TRY(td_check_unique(w));

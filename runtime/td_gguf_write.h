@@ -50,6 +50,9 @@ typedef struct td_gguf_write_params {
     int parts;          /* 0 or 1: one file at path; N > 1: path is the stem of N split parts */
     bool sparse;        /* leave every data region as a hole (header-only skeletons, for tests) */
     bool progress;      /* a progress line on stderr */
+    int fd;             /* > 0: write the one part to this open descriptor (a memfd, for models built in
+                           memory) from its current offset, instead of creating `path`; the descriptor stays
+                           open, `path` only names it in messages */
 } td_gguf_write_params;
 
 /* Writes the file(s). With parts > 1 the tensors are spread over the parts in order, by bytes; `path`
