@@ -67,7 +67,7 @@ td_type td_convert_tensor_type(td_convert_mode mode, const char *name, int n_dim
     return TD_TYPE_BF16;
 }
 
-static uint32_t td_file_type(td_convert_mode mode)
+uint32_t td_convert_file_type(td_convert_mode mode)
 {
     /* llama.cpp's llama_ftype values, which it shows as the file's quantization */
     switch (mode) {
@@ -442,7 +442,7 @@ static td_status td_put_metadata(td_conv *c, const char *from, const td_convert_
     td_model_name(c->m, from, name, sizeof name);
     td_gguf_hparams_opts o = {.name = name, .mla = true, .nextn_layers = keep_mtp ? 1 : 0, .groups = true};
     TD_TRY(td_gguf_put_hparams(c->w, &c->m->hp, &o));
-    TD_TRY(td_gguf_set_u32(c->w, "general.file_type", td_file_type(p->mode)));
+    TD_TRY(td_gguf_set_u32(c->w, "general.file_type", td_convert_file_type(p->mode)));
     if (p->mode != TD_CONVERT_BF16) TD_TRY(td_gguf_set_u32(c->w, "general.quantization_version", 2));
     return td_put_tokenizer(c, from, p);
 }

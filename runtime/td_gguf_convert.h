@@ -48,6 +48,9 @@ typedef struct td_convert_params {
 
 td_status td_gguf_convert(const char *from, const char *to, const td_convert_params *p);
 
+/* llama.cpp's general.file_type (llama_ftype) for a mode, which it shows as the file's quantization. */
+uint32_t td_convert_file_type(td_convert_mode mode);
+
 /* The type a mode gives a GGUF tensor whose rows have `cols` elements (n_dims: its dimensions). */
 td_type td_convert_tensor_type(td_convert_mode mode, const char *gguf_name, int n_dims, int64_t cols);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TD_GGUF_WRITE_CHUNK (32u << 20) /* bytes produced per fill call, at most (one row may exceed it) */
@@ -437,6 +438,10 @@ static td_status td_write_part(const td_gguf_writer *w, const char *path, int pa
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     td_out o = {.path = path};
+    struct stat existing;
+    if (st == TD_OK && p->fd <= 0 && stat(path, &existing) == 0 && !S_ISREG(existing.st_mode))
+        st = td_fail(TD_E_ARG, "%s exists and is not a regular file; the writer renames a new file over it, so "
+                     "give the path of a file", path);
     int fd = p->fd > 0 ? dup(p->fd) : -1;
     if (st == TD_OK && p->fd > 0 && (fd < 0 || !(o.f = fdopen(fd, "wb")))) {
         st = td_fail(TD_E_IO, "%s: cannot write to descriptor %d: %s", path, p->fd, strerror(errno));

@@ -222,6 +222,46 @@ static void test_refusals(void)
     td_gguf_writer_free(w);
 }
 
+/* Into an open descriptor (what td_synth_open does with a memfd): the same bytes as the file, nothing
+ * created beside the name it is given; and a target that is not a regular file is refused, not renamed
+ * over (writing to /dev/null once replaced the device with a file). */
+static void test_descriptor_and_special_targets(void)
+{
+    td_gguf_writer *w = make_writer();
+    if (!w) return;
+    const char *file = tmp_path("file.gguf"), *via = tmp_path("via-fd.gguf");
+    TD_CHECK(td_gguf_write(w, file, NULL) == TD_OK);
+    FILE *f = fopen(via, "wb");
+    TD_CHECK(f != NULL);
+    if (f) {
+        td_gguf_write_params p = {.fd = fileno(f)};
+        TD_CHECKF(td_gguf_write(w, "(descriptor)", &p) == TD_OK, "%s", td_errmsg());
+        fclose(f);
+        TD_CHECK(access("(descriptor).tmp", F_OK) != 0 && access("(descriptor)", F_OK) != 0);
+        td_gguf *g;
+        if (td_gguf_open(via, &g) == TD_OK) {
+            check_contents(g);
+            td_gguf_close(g);
+        } else {
+            TD_CHECKF(false, "%s", td_errmsg());
+        }
+        struct stat a, b;
+        TD_CHECK(stat(file, &a) == 0 && stat(via, &b) == 0 && a.st_size == b.st_size);
+        td_gguf_write_params two = {.fd = 1, .parts = 2};
+        TD_CHECK(td_gguf_write(w, "x", &two) == TD_E_ARG);
+    }
+    const char *fifo = tmp_path("fifo");
+    TD_CHECK(mkfifo(fifo, 0600) == 0);
+    TD_CHECK(td_gguf_write(w, fifo, NULL) == TD_E_ARG && strstr(td_errmsg(), "not a regular file"));
+    struct stat st;
+    TD_CHECK(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    TD_CHECK(td_gguf_write(w, td_test_tmpdir(), NULL) == TD_E_ARG); /* a directory */
+    unlink(fifo);
+    unlink(file);
+    unlink(via);
+    td_gguf_writer_free(w);
+}
+
 static void test_oom(void)
 {
     int refused = 0;
@@ -251,6 +291,7 @@ int main(void)
     test_split_and_sparse();
     test_copy_fixture();
     test_refusals();
+    test_descriptor_and_special_targets();
     test_oom();
     rmdir(td_test_tmpdir());
     return td_test_finish();
