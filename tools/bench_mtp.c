@@ -39,7 +39,9 @@ static void td_bench_mtp_help(void)
            "  --temp T         sampling temperature (default 0: greedy, and the streams are compared)\n"
            "  --kernels K      ref | auto | avx2 | avx512 | amx (default auto)\n"
            "  --threads N      CPU threads (default: all cores)\n"
-           "  --json           print only the JSON line\n",
+           "  --json           print only the JSON line\n\n"
+           "With --simulate-acceptance P (and --synth CONFIG for a synthetic model), the verify schedule runs with\n"
+           "the draft forced right at rate P instead: see tandem bench mtp --simulate-acceptance 0.85 --help.\n",
            TD_MTP_MAX_DRAFTS);
 }
 
@@ -387,6 +389,7 @@ static int td_bench_mtp_parse(int argc, char **argv, td_mtp_bench *b)
 
 int td_bench_mtp(int argc, char **argv)
 {
+    if (td_bench_mtp_simulated(argc, argv)) return td_bench_mtp_sim_main(argc, argv);
     td_mtp_bench b = {0};
     int rc = td_bench_mtp_parse(argc, argv, &b);
     if (rc >= 0) return rc;

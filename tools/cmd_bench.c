@@ -10,6 +10,8 @@ static const td_bench td_benches[] = {
     {"tokenize", td_bench_tokenize, "tokenizer encoding speed on one core (MB/s of text)"},
     {"membw", td_bench_membw, "read bandwidth of all cores: the roofline of decoding"},
     {"experts", td_bench_experts, "routed-expert FFN at DeepSeek-V3 shapes: GB/s vs membw, TFLOP/s"},
+    {"decode", td_bench_decode, "whole-model decode tok/s, per-layer split, roofline ratio, memory vs plan"},
+    {"prefill", td_bench_prefill, "whole-model prompt processing tok/s, per-layer split"},
     {"mtp", td_bench_mtp, "decode tok/s with MTP speculative decoding vs plain, acceptance, experts per verify"},
     {NULL, NULL, NULL},
 };
