@@ -29,6 +29,18 @@ typedef struct td_eval_result {
 /* `ref_path` is a reference.safetensors. The session must be fresh (position 0) and hold prompt + steps. */
 td_status td_eval_run(td_session *s, const char *ref_path, const td_eval_params *p, td_eval_result *out);
 
+/* Writes a reference file in the fixtures' format (../shared/fixtures/README.md) from the model's own
+ * outputs, through the same calls td_eval_run makes: input_ids [T] (the prompt), logits [T][V] of one
+ * prefill, greedy_ids [G] and greedy_logits [G][V] decoding one token at a time, mtp_logits [T-1][V] when
+ * the model has an MTP block, and min_greedy_margin in __metadata__. The session must be fresh. */
+typedef struct td_eval_reference_info {
+    int64_t prompt_tokens, greedy_steps;
+    bool mtp;
+    double min_greedy_margin;
+} td_eval_reference_info;
+td_status td_eval_write_reference(td_session *s, const int32_t *prompt, int64_t T, int64_t G, const char *path,
+                                  td_eval_reference_info *info);
+
 /* Comparison helpers, also used by tests. */
 double td_max_rel_err(const float *ours, const float *ref, int64_t n);
 /* KL(softmax(ref) || softmax(ours)) over one row of n logits, in double. */

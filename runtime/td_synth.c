@@ -23,6 +23,7 @@
 typedef enum td_syn_init {
     TD_SYN_WEIGHT = 0, /* N(0, std) */
     TD_SYN_NORM = 1,   /* 1 + N(0, std) */
+    TD_SYN_EMBED = 2,  /* N(0, 1): see td_synth.h */
     TD_SYN_INIT_COUNT
 } td_syn_init;
 
@@ -69,7 +70,7 @@ static uint64_t td_syn_name_key(uint64_t seed, const char *name)
 static void td_syn_row(const td_syn_tensor *t, int64_t r, float *x)
 {
     const float unit = 1.7320508f / 65536.0f; /* sqrt(3) / 2^16 */
-    float scale = t->s->std * unit, base = t->init == TD_SYN_NORM ? 1.0f : 0.0f;
+    float scale = (t->init == TD_SYN_EMBED ? 1.0f : t->s->std) * unit, base = t->init == TD_SYN_NORM ? 1.0f : 0.0f;
     uint64_t z = td_syn_mix(t->key + 0x9e3779b97f4a7c15ull * (uint64_t)(r + 1));
     for (int64_t i = 0; i < t->cols; i++) {
         uint64_t b = td_syn_mix(z + (uint64_t)i * 0xd1342543de82ef95ull);
@@ -229,7 +230,7 @@ static td_status td_syn_tensors(td_syn *s)
     const td_hparams *hp = &s->hp;
     int64_t H = hp->hidden_size, V = hp->vocab_size;
     int L = hp->n_layers;
-    TD_TRY(td_syn_matrix(s, "model.embed_tokens.weight", V, H));
+    TD_TRY(td_syn_add(s, "model.embed_tokens.weight", TD_SYN_EMBED, 2, H, V, 1));
     TD_TRY(td_syn_norm(s, "model.norm.weight", H));
     if (!hp->tie_word_embeddings) TD_TRY(td_syn_matrix(s, "lm_head.weight", V, H));
     for (int l = 0; l < L; l++) TD_TRY(td_syn_layer(s, l));

@@ -3,6 +3,7 @@
 #include "td_commands.h"
 #include "td_eval.h"
 #include "td_plan.h"
+#include "td_tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -31,7 +32,13 @@ static void td_eval_help(void)
            "  --rules R            run under a placement plan (a rules file or preset, see tandem rules);\n"
            "                       CPU placements only until the GPU path lands\n"
            "  --override S         regex=device[,...] before the rules (repeatable)\n"
-           "  --json               print only the JSON line\n");
+           "  --json               print only the JSON line\n\n"
+           "  --write-reference R  instead of checking, write R in the fixtures' format from this model's own\n"
+           "                       outputs (prompt logits, greedy continuation and its logits, MTP logits); then\n"
+           "                       `tandem eval --reference R` checks other kernels, KV types or placements\n"
+           "  --prompt TEXT        its prompt, through the model's tokenizer (default: random token ids)\n"
+           "  --prompt-tokens N    random prompt length without --prompt (default 24)\n"
+           "  --greedy N           greedy steps (default 8)\n");
 }
 
 static char *td_default_reference(const char *model)
@@ -61,11 +68,13 @@ typedef struct td_eval_opts {
     int expert_groups, expert_groups_used;
     double max_rel_err, max_kld; /* < 0: not given */
     bool json_only;
+    const char *write_reference, *prompt; /* --write-reference mode */
+    int64_t prompt_tokens, greedy;
 } td_eval_opts;
 
 static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
 {
-    *o = (td_eval_opts){.kernels = TD_KERNELS_AUTO, .max_rel_err = -1, .max_kld = -1};
+    *o = (td_eval_opts){.kernels = TD_KERNELS_AUTO, .max_rel_err = -1, .max_kld = -1, .prompt_tokens = 24, .greedy = 8};
     td_args a;
     td_args_init(&a, "eval", argc, argv);
     while (td_args_next(&a)) {
@@ -110,11 +119,21 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
             if (!(v = td_args_value(&a)) || !td_parse_double(&a, v, 0, 1e6, &o->max_rel_err)) return 2;
         } else if (td_args_is(&a, "--max-kld")) {
             if (!(v = td_args_value(&a)) || !td_parse_double(&a, v, 0, 1e6, &o->max_kld)) return 2;
+        } else if (td_args_is(&a, "--write-reference")) {
+            if (!(o->write_reference = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--prompt")) {
+            if (!(o->prompt = td_args_value(&a))) return 2;
+        } else if (td_args_is(&a, "--prompt-tokens")) {
+            if (!(v = td_args_value(&a)) || !td_parse_i64(&a, v, 2, 2048, &o->prompt_tokens)) return 2;
+        } else if (td_args_is(&a, "--greedy")) {
+            if (!(v = td_args_value(&a)) || !td_parse_i64(&a, v, 1, 2048, &o->greedy)) return 2;
         } else {
             return td_args_unknown(&a);
         }
     }
     if (!o->model) return td_cli_usage_error("eval", "--model is required");
+    if (o->write_reference && o->reference)
+        return td_cli_usage_error("eval", "--write-reference writes a reference; --reference reads one: give one of them");
     return -1;
 }
 
@@ -207,6 +226,39 @@ static td_status td_eval_plan(const td_eval_opts *o, const td_model *m, int64_t 
     return td_plan_require_fit(*plan);
 }
 
+/* --write-reference: the prompt (the text through the model's tokenizer, or random ids), then the file. */
+static int td_eval_write(const td_eval_opts *o, td_model *m, td_session *s)
+{
+    td_tokens ids = {0};
+    td_tokenizer *tok = NULL;
+    td_status st = TD_OK;
+    if (o->prompt) {
+        st = td_tokenizer_for_model(m, &tok);
+        if (st == TD_OK) st = td_tokenizer_encode(tok, o->prompt, strlen(o->prompt), true, &ids);
+        if (st == TD_OK && ids.n < 2) st = td_fail(TD_E_ARG, "--prompt: '%s' is %lld token(s); a reference needs 2 or more", o->prompt, (long long)ids.n);
+    } else {
+        uint64_t rng = 2024;
+        for (int64_t i = 0; st == TD_OK && i < o->prompt_tokens; i++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            st = td_tokens_push(&ids, (int32_t)((rng >> 33) % (uint64_t)m->hp.vocab_size));
+        }
+    }
+    td_eval_reference_info info;
+    if (st == TD_OK) st = td_eval_write_reference(s, ids.ids, ids.n, o->greedy, o->write_reference, &info);
+    td_tokens_free(&ids);
+    td_tokenizer_free(tok);
+    if (st != TD_OK) return td_cli_fail("eval", st);
+    if (!o->json_only)
+        printf("reference   %s: %lld prompt tokens, %lld greedy steps, %s, min greedy margin %g (%s kernels, KV %s)\n",
+               o->write_reference, (long long)info.prompt_tokens, (long long)info.greedy_steps,
+               info.mtp ? "MTP logits" : "no MTP", info.min_greedy_margin, td_kernels_name(o->kernels),
+               td_kv_type_name(td_session_kv_type(s)));
+    printf("{\"reference\":\"%s\",\"prompt_tokens\":%lld,\"greedy_steps\":%lld,\"mtp\":%s,\"min_greedy_margin\":%.9g}\n",
+           o->write_reference, (long long)info.prompt_tokens, (long long)info.greedy_steps, info.mtp ? "true" : "false",
+           info.min_greedy_margin);
+    return 0;
+}
+
 int td_cmd_eval(int argc, char **argv)
 {
     td_eval_opts o;
@@ -231,6 +283,10 @@ int td_cmd_eval(int argc, char **argv)
         td_session_params sp = {.n_ctx = 4096, .kv_type = o.kv_type};
         st = td_session_create(e, &sp, &s);
     }
+    if (st == TD_OK && o.write_reference) {
+        rc = td_eval_write(&o, m, s);
+        goto close_all;
+    }
     td_eval_result r;
     if (st == TD_OK) {
         td_eval_params evp = {.attn = o.attn, .progress = false};
@@ -247,6 +303,7 @@ int td_cmd_eval(int argc, char **argv)
         td_eval_json(&o, &r, kv, pass);
         rc = pass ? 0 : 1;
     }
+close_all:
     td_session_free(s);
     td_engine_close(e);
     td_plan_free(plan);

@@ -15,7 +15,7 @@ const char td_bm_options_help[] =
     "model (one of):\n"
     "  --model M              a .gguf or HF directory\n"
     "  --synth CONFIG         a synthetic model with CONFIG's shapes, built in memory (tandem synth --help)\n"
-    "    --layers N           its leading dense layers (at most N), then MoE (default 5)\n"
+    "    --layers N           its leading dense layers (at most N), then MoE (default 5, or all it has)\n"
     "    --type T             q4_k_m (default) | q4_k | q5_k | q6_k | q8_0 | bf16\n"
     "    --seed S             default 1\n"
     "    --keep-mtp           with its MTP block\n"
@@ -32,7 +32,7 @@ const char td_bm_options_help[] =
 
 void td_bm_opts_init(td_bm_opts *o)
 {
-    *o = (td_bm_opts){.synth = {.type = TD_CONVERT_Q4_K_M, .seed = 1, .layers = 5}, .ctx = 4096};
+    *o = (td_bm_opts){.synth = {.type = TD_CONVERT_Q4_K_M, .seed = 1}, .ctx = 4096};
 }
 
 int td_bm_parse(td_args *a, td_bm_opts *o)
@@ -126,11 +126,15 @@ td_status td_bm_open(const td_bm_opts *o, td_bm *b)
     if (o->synth.config) {
         char copy[4096];
         snprintf(copy, sizeof copy, "%s", o->synth.config);
-        snprintf(b->name, sizeof b->name, "synth:%s (%d layers, %s, seed %llu, in memory)", basename(copy),
-                 o->synth.layers, td_convert_mode_name(o->synth.type), (unsigned long long)o->synth.seed);
         td_synth_params sp = o->synth;
+        td_hparams full;
+        TD_TRY(td_hparams_load(sp.config, &full));
+        if (!sp.layers) sp.layers = full.n_layers < 5 ? full.n_layers : 5;
+        b->o.synth.layers = sp.layers;
         sp.threads = o->threads;
         sp.progress = !o->json && isatty(STDERR_FILENO);
+        snprintf(b->name, sizeof b->name, "synth:%s (%d layers, %s, seed %llu, in memory)", basename(copy), sp.layers,
+                 td_convert_mode_name(sp.type), (unsigned long long)sp.seed);
         TD_TRY(td_synth_open(&sp, &mp, &b->model));
     } else {
         snprintf(b->name, sizeof b->name, "%s", o->model_path);
