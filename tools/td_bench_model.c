@@ -142,9 +142,19 @@ td_status td_bm_open(const td_bm_opts *o, td_bm *b)
     }
     b->build_s = td_now() - t0;
     TD_TRY(td_bm_plan(b));
-    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads, .plan = b->plan, .moe_async = o->moe_async};
+    return td_bm_reopen(b, o->moe_async);
+}
+
+td_status td_bm_reopen(td_bm *b, td_moe_async mode)
+{
+    td_prof_detach(&b->prof);
+    td_session_free(b->s);
+    td_engine_close(b->engine);
+    b->s = NULL;
+    b->engine = NULL;
+    td_engine_params ep = {.kernels = b->o.kernels, .n_threads = b->o.threads, .plan = b->plan, .moe_async = mode};
     TD_TRY(td_engine_open(b->model, &ep, &b->engine));
-    td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
+    td_session_params sp = {.n_ctx = b->o.ctx, .kv_type = b->o.kv_type};
     TD_TRY(td_session_create(b->engine, &sp, &b->s));
     return td_prof_attach(&b->prof, b->engine);
 }

@@ -50,6 +50,8 @@ typedef struct td_bm {
 } td_bm;
 
 td_status td_bm_open(const td_bm_opts *o, td_bm *b);
+/* Opens the engine and session again with another MoE submission mode; the model stays. */
+td_status td_bm_reopen(td_bm *b, td_moe_async mode);
 void td_bm_close(td_bm *b);
 
 /* Touches every page of the model's weights, so that timing starts with them resident. Returns seconds. */
