@@ -35,6 +35,7 @@ static void td_synth_help(void)
            "  --init-std X      std of the weights (default: the config's initializer_range)\n"
            "  --threads N       quantizing and checking threads (default: all cores)\n"
            "  --check-tokens N  tokens of the routing and hidden-state check (default 1000; 0 skips it)\n"
+           "  --dry-run         print the model and its size, write nothing (--to not needed)\n"
            "  --quiet           no progress line\n"
            "  --json            print only the JSON line\n");
 }
@@ -43,7 +44,7 @@ typedef struct td_synth_opts {
     td_synth_params p;
     const char *to;
     int64_t check_tokens;
-    bool json, quiet;
+    bool json, quiet, dry_run;
 } td_synth_opts;
 
 static int td_synth_parse(int argc, char **argv, td_synth_opts *o)
@@ -82,6 +83,8 @@ static int td_synth_parse(int argc, char **argv, td_synth_opts *o)
                 return td_cli_usage_error("synth", "--type: '%s' is not one of q4_k_m, q4_k, q5_k, q6_k, q8_0, bf16", v);
         } else if (td_args_is(&a, "--keep-mtp")) {
             o->p.keep_mtp = true;
+        } else if (td_args_is(&a, "--dry-run")) {
+            o->dry_run = true;
         } else if (td_args_is(&a, "--quiet")) {
             o->quiet = true;
         } else if (td_args_is(&a, "--json")) {
@@ -91,7 +94,7 @@ static int td_synth_parse(int argc, char **argv, td_synth_opts *o)
         }
     }
     if (!o->p.config) return td_cli_usage_error("synth", "--config is required");
-    if (!o->to) return td_cli_usage_error("synth", "--to is required");
+    if (!o->to && !o->dry_run) return td_cli_usage_error("synth", "--to is required");
     o->p.progress = !o->quiet && !o->json && isatty(STDERR_FILENO);
     return -1;
 }
@@ -243,6 +246,11 @@ int td_cmd_synth(int argc, char **argv)
     if (!o.json)
         printf("model       %s\nweights     %s of %s, std %g, seed %llu\n", desc, td_cli_fmt_bytes(bytes, b1, sizeof b1),
                td_convert_mode_name(o.p.type), std, (unsigned long long)o.p.seed);
+    if (o.dry_run) {
+        printf("{\"bytes\":%llu,\"layers\":%d,\"dense_layers\":%d,\"std\":%g}\n", (unsigned long long)bytes, hp.n_layers,
+               hp.first_k_dense_replace, std);
+        return 0;
+    }
     fflush(stdout);
     double t0 = td_now();
     if ((st = td_synth_write(&o.p, o.to)) != TD_OK) return td_cli_fail("synth", st);
