@@ -6,6 +6,7 @@
 #include "td_alloc.h"
 #include "td_dequant.h"
 #include "td_gguf_model.h"
+#include "td_par.h"
 #include "td_quantize.h"
 
 #include <libgen.h>
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,22 +191,19 @@ static td_status td_job_rows(const td_job *j, td_conv_worker *w, int64_t row0, i
     return TD_OK;
 }
 
-/* One thread's share of a chunk; its error message is copied out (messages are per thread). */
-typedef struct td_fill_part {
+/* One chunk of rows being filled: each part takes a contiguous slice, with its worker's scratch. */
+typedef struct td_fill_chunk {
     const td_job *j;
-    td_conv_worker *w;
     int64_t row0, nrows;
     uint8_t *dst;
-    td_status st;
-    char msg[512]; /* a worker's own message (the caller adds the tensor and file) */
-} td_fill_part;
+} td_fill_chunk;
 
-static void *td_fill_part_run(void *arg)
+static td_status td_fill_part(void *ctx, int part, int n_parts)
 {
-    td_fill_part *p = arg;
-    p->st = td_job_rows(p->j, p->w, p->row0, p->nrows, p->dst);
-    if (p->st != TD_OK) snprintf(p->msg, sizeof p->msg, "%s", td_errmsg());
-    return NULL;
+    const td_fill_chunk *c = ctx;
+    size_t row_bytes = td_type_row_bytes(c->j->out, c->j->cols);
+    int64_t a = c->nrows * part / n_parts, b = c->nrows * (part + 1) / n_parts;
+    return td_job_rows(c->j, &c->j->c->wk[part], c->row0 + a, b - a, c->dst + (size_t)a * row_bytes);
 }
 
 /* A chunk of rows, split in contiguous parts across the converting threads (each row is quantized on its
@@ -214,28 +211,12 @@ static void *td_fill_part_run(void *arg)
 static td_status td_job_fill(void *ctx, int64_t row0, int64_t nrows, uint8_t *dst)
 {
     const td_job *j = ctx;
-    td_conv *c = j->c;
     size_t row_bytes = td_type_row_bytes(j->out, j->cols);
-    int nth = c->nth;
+    int nth = j->c->nth;
     if ((int64_t)nth > nrows) nth = (int)nrows;
-    if (nth <= 1 || (uint64_t)nrows * row_bytes < (64u << 10)) return td_job_rows(j, &c->wk[0], row0, nrows, dst);
-    td_fill_part parts[TD_CONVERT_MAX_THREADS];
-    pthread_t tid[TD_CONVERT_MAX_THREADS];
-    bool started[TD_CONVERT_MAX_THREADS] = {false};
-    for (int i = 0; i < nth; i++) {
-        int64_t a = nrows * i / nth, b = nrows * (i + 1) / nth;
-        parts[i] = (td_fill_part){.j = j, .w = &c->wk[i], .row0 = row0 + a, .nrows = b - a,
-                                  .dst = dst + (size_t)a * row_bytes};
-        if (i > 0) started[i] = pthread_create(&tid[i], NULL, td_fill_part_run, &parts[i]) == 0;
-    }
-    for (int i = 1; i < nth; i++) /* a thread that could not start: its part runs here */
-        if (!started[i]) td_fill_part_run(&parts[i]);
-    td_fill_part_run(&parts[0]);
-    for (int i = 1; i < nth; i++)
-        if (started[i]) pthread_join(tid[i], NULL);
-    for (int i = 0; i < nth; i++)
-        if (parts[i].st != TD_OK) return td_fail(parts[i].st, "%s", parts[i].msg);
-    return TD_OK;
+    if ((uint64_t)nrows * row_bytes < (64u << 10)) nth = 1;
+    td_fill_chunk chunk = {.j = j, .row0 = row0, .nrows = nrows, .dst = dst};
+    return td_par_run(nth, td_fill_part, &chunk);
 }
 
 /* Declares a tensor under the GGUF name of `canonical`, shaped ne (ggml order), produced by the job. */

@@ -5,6 +5,7 @@
 
 #include "td_alloc.h"
 #include "td_gguf_model.h"
+#include "td_par.h"
 #include "td_quantize.h"
 #include "td_synth_impl.h"
 
@@ -12,13 +13,12 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define TD_SYN_MAX_THREADS 256
+#define TD_SYN_MAX_THREADS TD_PAR_MAX
 
 typedef enum td_syn_init {
     TD_SYN_WEIGHT = 0, /* N(0, std) */
@@ -81,48 +81,36 @@ static void td_syn_row(const td_syn_tensor *t, int64_t r, float *x)
 
 /* ------------------------------------------------------------------ producing rows */
 
-typedef struct td_syn_part {
+/* One chunk of rows being filled: each part takes a contiguous slice, with its thread's row of floats. */
+typedef struct td_syn_chunk {
     const td_syn_tensor *t;
-    float *row;
     int64_t row0, nrows;
     uint8_t *dst;
-} td_syn_part;
+} td_syn_chunk;
 
-static void *td_syn_part_run(void *arg)
+static td_status td_syn_part(void *ctx, int part, int n_parts)
 {
-    const td_syn_part *p = arg;
-    size_t rb = td_type_row_bytes(p->t->type, p->t->cols);
-    td_quantize_fn q = td_quantize_row(p->t->type);
-    for (int64_t k = 0; k < p->nrows; k++) {
-        td_syn_row(p->t, p->row0 + k, p->row);
-        q(p->row, p->dst + (size_t)k * rb, p->t->cols);
+    const td_syn_chunk *c = ctx;
+    const td_syn_tensor *t = c->t;
+    size_t rb = td_type_row_bytes(t->type, t->cols);
+    td_quantize_fn q = td_quantize_row(t->type);
+    float *row = t->s->rows[part];
+    for (int64_t r = c->nrows * part / n_parts; r < c->nrows * (part + 1) / n_parts; r++) {
+        td_syn_row(t, c->row0 + r, row);
+        q(row, c->dst + (size_t)r * rb, t->cols);
     }
-    return NULL;
+    return TD_OK;
 }
 
-/* A chunk of rows, split in contiguous parts over the threads (rows are independent, so the bytes do not
- * depend on the count). Small chunks stay on this thread. */
+/* A chunk of rows over the threads (rows are independent, so the bytes do not depend on the count).
+ * Small chunks stay on this thread. */
 static td_status td_syn_fill(void *ctx, int64_t row0, int64_t nrows, uint8_t *dst)
 {
     const td_syn_tensor *t = ctx;
-    td_syn *s = t->s;
-    size_t rb = td_type_row_bytes(t->type, t->cols);
-    int nth = (int64_t)s->nth > nrows ? (int)nrows : s->nth;
-    if ((uint64_t)nrows * rb < (64u << 10)) nth = 1;
-    td_syn_part parts[TD_SYN_MAX_THREADS];
-    pthread_t tid[TD_SYN_MAX_THREADS];
-    bool started[TD_SYN_MAX_THREADS] = {false};
-    for (int i = 0; i < nth; i++) {
-        int64_t a = nrows * i / nth, b = nrows * (i + 1) / nth;
-        parts[i] = (td_syn_part){.t = t, .row = s->rows[i], .row0 = row0 + a, .nrows = b - a, .dst = dst + (size_t)a * rb};
-        if (i > 0) started[i] = pthread_create(&tid[i], NULL, td_syn_part_run, &parts[i]) == 0;
-    }
-    for (int i = 1; i < nth; i++) /* a thread that could not start: its part runs here */
-        if (!started[i]) td_syn_part_run(&parts[i]);
-    td_syn_part_run(&parts[0]);
-    for (int i = 1; i < nth; i++)
-        if (started[i]) pthread_join(tid[i], NULL);
-    return TD_OK;
+    int nth = (int64_t)t->s->nth > nrows ? (int)nrows : t->s->nth;
+    if ((uint64_t)nrows * td_type_row_bytes(t->type, t->cols) < (64u << 10)) nth = 1;
+    td_syn_chunk chunk = {.t = t, .row0 = row0, .nrows = nrows, .dst = dst};
+    return td_par_run(nth, td_syn_part, &chunk);
 }
 
 /* ------------------------------------------------------------------ the tensors */
