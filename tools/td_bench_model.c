@@ -4,6 +4,7 @@
 
 #include "td_clock.h"
 #include "td_mmap.h"
+#include "td_roofline.h"
 
 #include <libgen.h>
 #include <math.h>
@@ -28,6 +29,8 @@ const char td_bm_options_help[] =
     "  --moe-async A          auto (default) | on | off: routed experts on a driver thread (on: measure the\n"
     "                         moe_submit handoff)\n"
     "  --extrapolate-layers N the whole model's speed from the measured dense and MoE layer times\n"
+    "  --membw-size B         buffer of the bandwidth probe (default max(8 x last-level cache, 1 GiB), at most\n"
+    "                         2 GiB: the model needs the memory)\n"
     "  --json                 print only the JSON line\n";
 
 void td_bm_opts_init(td_bm_opts *o)
@@ -85,6 +88,12 @@ int td_bm_parse(td_args *a, td_bm_opts *o)
         }
     } else if (td_args_is(a, "--extrapolate-layers")) {
         if (!(v = td_args_value(a)) || !td_parse_int(a, v, 1, 4096, &o->extrapolate_layers)) return -1;
+    } else if (td_args_is(a, "--membw-size")) {
+        if (!(v = td_args_value(a)) || !td_parse_bytes(a, v, &o->membw_size)) return -1;
+        if (o->membw_size < (1u << 20)) {
+            td_cli_usage_error(a->cmd, "--membw-size: at least 1 MiB");
+            return -1;
+        }
     } else if (td_args_is(a, "--json")) {
         o->json = true;
     } else {
@@ -168,6 +177,13 @@ void td_bm_close(td_bm *b)
     td_rules_free(b->rules);
     td_model_close(b->model);
     *b = (td_bm){0};
+}
+
+uint64_t td_bm_membw_bytes(const td_bm *b)
+{
+    if (b->o.membw_size) return b->o.membw_size;
+    uint64_t llc8 = 8 * td_cpu_llc_bytes(td_engine_cpu(b->engine)), lo = 1ull << 30, hi = 2ull << 30;
+    return llc8 < lo ? lo : llc8 > hi ? hi : llc8;
 }
 
 double td_bm_prefault(const td_bm *b)

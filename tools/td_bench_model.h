@@ -25,6 +25,7 @@ typedef struct td_bm_opts {
     td_kv_type kv_type;
     td_moe_async moe_async;
     int extrapolate_layers;   /* 0: none */
+    uint64_t membw_size;      /* bytes of the bandwidth probe (0: td_bm_membw_bytes) */
     bool json;
 } td_bm_opts;
 
@@ -53,6 +54,10 @@ td_status td_bm_open(const td_bm_opts *o, td_bm *b);
 /* Opens the engine and session again with another MoE submission mode; the model stays. */
 td_status td_bm_reopen(td_bm *b, td_moe_async mode);
 void td_bm_close(td_bm *b);
+
+/* The bandwidth probe's buffer: --membw-size, else max(8 x last-level cache, 1 GiB) capped at 2 GiB, so
+ * that the probe does not push the model's own pages out of memory. */
+uint64_t td_bm_membw_bytes(const td_bm *b);
 
 /* Touches every page of the model's weights, so that timing starts with them resident. Returns seconds. */
 double td_bm_prefault(const td_bm *b);

@@ -71,12 +71,12 @@ echo "61 layers: hidden rms $(grep -o '"hidden_rms":\[[^]]*' <<<"$out" | tr ',' 
 
 # the benchmarks on a model built in memory
 out=$("$TANDEM" bench decode --synth "$V3" --layers 3 --tokens 4 --prompt 8 --ctx 64 --extrapolate-layers 61 \
-      --moe-async on --json) || fail "bench decode: $out"
+      --moe-async on --membw-size 64MiB --json) || fail "bench decode: $out"
 for f in tok_s tok_s_extrapolated bytes_per_token membw_gbps roofline_ratio moe_handoff_us; do
   v=$(num $f "$out"); [ -n "$v" ] && [ "$v" != null ] || fail "bench decode: no $f in $out"
 done
 grep -q '"memory_warm":{' <<<"$out" && grep -q '"layer_ms":{"dense"' <<<"$out" || fail "bench decode: $out"
-out=$("$TANDEM" bench prefill --synth "$tmp/v2.json" --layers 2 --tokens 32 --ctx 64 --extrapolate-layers 27 --json) ||
+out=$("$TANDEM" bench prefill --synth "$tmp/v2.json" --layers 2 --tokens 32 --ctx 64 --extrapolate-layers 27 --membw-size 64MiB --json) ||
     fail "bench prefill: $out"
 [ -n "$(num tok_s_extrapolated "$out")" ] || fail "bench prefill: $out"
 out=$("$TANDEM" bench mtp --synth "$V3" --simulate-acceptance 0.85 --tokens 16 --prompt 8 --ctx 64 --json) ||
