@@ -39,6 +39,7 @@ typedef struct td_bd_opts {
 
 static int td_bd_parse(int argc, char **argv, td_bd_opts *o)
 {
+    *o = (td_bd_opts){0};
     td_bm_opts_init(&o->m);
     o->tokens = 32;
     o->prompt = 64;

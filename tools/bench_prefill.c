@@ -35,6 +35,7 @@ typedef struct td_bp_opts {
 
 static int td_bp_parse(int argc, char **argv, td_bp_opts *o)
 {
+    *o = (td_bp_opts){0};
     td_bm_opts_init(&o->m);
     o->tokens = 512;
     o->repeat = 2;
