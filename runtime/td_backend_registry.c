@@ -14,52 +14,18 @@ const char *td_backend_precision_name(td_backend_precision p)
     return (p >= 0 && p < TD_PRECISION_COUNT) ? names[p] : "?";
 }
 
-static td_status td_reg_cpu(const td_model *model, int64_t max_rows, td_kernels kernels, bool moe_async,
-                            td_backend **out)
+static td_status td_reg_cpu_create(const td_backend_entry *e, const td_model *model, int64_t max_rows, td_backend **out)
 {
-    td_backend_cpu_params p = {.kernels = kernels, .moe_async = moe_async};
-    return td_backend_cpu_create(model, &p, max_rows, out);
+    return td_backend_cpu_create(model, e->params, max_rows, out);
 }
 
-static td_status td_reg_cpu_ref(const td_model *m, int64_t max_rows, td_backend **out)
+/* Kernels forced to an ISA need it; the automatic and reference ones run anywhere. */
+static bool td_reg_cpu_available(const td_backend_entry *e, char *why, size_t cap)
 {
-    return td_reg_cpu(m, max_rows, TD_KERNELS_REF, false, out);
-}
-
-static td_status td_reg_cpu_auto(const td_model *m, int64_t max_rows, td_backend **out)
-{
-    return td_reg_cpu(m, max_rows, TD_KERNELS_AUTO, false, out);
-}
-
-static td_status td_reg_cpu_async(const td_model *m, int64_t max_rows, td_backend **out)
-{
-    return td_reg_cpu(m, max_rows, TD_KERNELS_AUTO, true, out);
-}
-
-static td_status td_reg_cpu_avx2(const td_model *m, int64_t max_rows, td_backend **out)
-{
-    return td_reg_cpu(m, max_rows, TD_KERNELS_AVX2, false, out);
-}
-
-static td_status td_reg_cpu_avx512(const td_model *m, int64_t max_rows, td_backend **out)
-{
-    return td_reg_cpu(m, max_rows, TD_KERNELS_AVX512, false, out);
-}
-
-static td_status td_reg_cpu_amx(const td_model *m, int64_t max_rows, td_backend **out)
-{
-    return td_reg_cpu(m, max_rows, TD_KERNELS_AMX, false, out);
-}
-
-static bool td_reg_always(char *why, size_t cap)
-{
-    (void)why;
-    (void)cap;
-    return true;
-}
-
-static bool td_reg_isa(td_isa isa, char *why, size_t cap)
-{
+    static const td_isa needs[TD_KERNELS_COUNT] = {
+        [TD_KERNELS_AVX2] = TD_ISA_AVX2, [TD_KERNELS_AVX512] = TD_ISA_AVX512, [TD_KERNELS_AMX] = TD_ISA_AMX};
+    const td_backend_cpu_params *p = e->params;
+    td_isa isa = needs[p->kernels];
     if (td_cpu_has_isa(isa)) return true;
     char have[256];
     snprintf(why, cap, "this CPU (or its OS) has no %s; it has: %s", td_isa_name(isa),
@@ -67,20 +33,23 @@ static bool td_reg_isa(td_isa isa, char *why, size_t cap)
     return false;
 }
 
-static bool td_reg_avx2(char *why, size_t cap) { return td_reg_isa(TD_ISA_AVX2, why, cap); }
-static bool td_reg_avx512(char *why, size_t cap) { return td_reg_isa(TD_ISA_AVX512, why, cap); }
-static bool td_reg_amx(char *why, size_t cap) { return td_reg_isa(TD_ISA_AMX, why, cap); }
+static const td_backend_cpu_params td_reg_ref = {.kernels = TD_KERNELS_REF};
+/* the engine's default kernels: AVX2 or AVX-512, and the scalar ones on older CPUs */
+static const td_backend_cpu_params td_reg_auto = {.kernels = TD_KERNELS_AUTO};
+/* the same with moe_submit handing the experts to a driver thread (the overlap) */
+static const td_backend_cpu_params td_reg_async = {.kernels = TD_KERNELS_AUTO, .moe_async = true};
+static const td_backend_cpu_params td_reg_avx2 = {.kernels = TD_KERNELS_AVX2};
+static const td_backend_cpu_params td_reg_avx512 = {.kernels = TD_KERNELS_AVX512};
+/* bf16 tiles for batches of 16+ rows, the AVX-512 kernels below that */
+static const td_backend_cpu_params td_reg_amx = {.kernels = TD_KERNELS_AMX};
 
 static const td_backend_entry td_backend_entries[] = {
-    {"cpu-ref", TD_PRECISION_F32, td_reg_always, td_reg_cpu_ref},
-    /* the engine's default kernels: AVX2 or AVX-512, and the scalar ones on older CPUs */
-    {"cpu-auto", TD_PRECISION_Q8, td_reg_always, td_reg_cpu_auto},
-    /* the same with moe_submit handing the experts to a driver thread (the overlap) */
-    {"cpu-auto-async", TD_PRECISION_Q8, td_reg_always, td_reg_cpu_async},
-    {"cpu-avx2", TD_PRECISION_Q8, td_reg_avx2, td_reg_cpu_avx2},
-    {"cpu-avx512", TD_PRECISION_Q8, td_reg_avx512, td_reg_cpu_avx512},
-    /* bf16 tiles for batches of 16+ rows, the AVX-512 kernels below that */
-    {"cpu-amx", TD_PRECISION_BF16, td_reg_amx, td_reg_cpu_amx},
+    {"cpu-ref", TD_PRECISION_F32, &td_reg_ref, td_reg_cpu_available, td_reg_cpu_create},
+    {"cpu-auto", TD_PRECISION_Q8, &td_reg_auto, td_reg_cpu_available, td_reg_cpu_create},
+    {"cpu-auto-async", TD_PRECISION_Q8, &td_reg_async, td_reg_cpu_available, td_reg_cpu_create},
+    {"cpu-avx2", TD_PRECISION_Q8, &td_reg_avx2, td_reg_cpu_available, td_reg_cpu_create},
+    {"cpu-avx512", TD_PRECISION_Q8, &td_reg_avx512, td_reg_cpu_available, td_reg_cpu_create},
+    {"cpu-amx", TD_PRECISION_BF16, &td_reg_amx, td_reg_cpu_available, td_reg_cpu_create},
 };
 
 const td_backend_entry *td_backend_registry(int *n_out)
@@ -89,7 +58,10 @@ const td_backend_entry *td_backend_registry(int *n_out)
     return td_backend_entries;
 }
 
-const td_backend_entry *td_backend_registry_reference(void) { return &td_backend_entries[0]; }
+const td_backend_entry *td_backend_registry_reference(void)
+{
+    return &td_backend_entries[0];
+}
 
 const td_backend_entry *td_backend_registry_find(const char *name)
 {

@@ -21,14 +21,16 @@ typedef enum td_backend_precision {
 
 const char *td_backend_precision_name(td_backend_precision p);
 
-typedef struct td_backend_entry {
-    const char *name;               /* "cpu-avx2", later "cuda:0" */
+typedef struct td_backend_entry td_backend_entry;
+struct td_backend_entry {
+    const char *name; /* "cpu-avx2", later "cuda:0" */
     td_backend_precision precision;
+    const void *params; /* the device's own parameters (td_backend_cpu_params for the CPU) */
     /* Whether this build and machine can make it; if not, why (one line into why). */
-    bool (*available)(char *why, size_t cap);
+    bool (*available)(const td_backend_entry *e, char *why, size_t cap);
     /* A backend for forward calls of up to max_rows rows of `model`. */
-    td_status (*create)(const td_model *model, int64_t max_rows, td_backend **out);
-} td_backend_entry;
+    td_status (*create)(const td_backend_entry *e, const td_model *model, int64_t max_rows, td_backend **out);
+};
 
 /* The entries, reference first; n_out receives their count. Entries the machine cannot run are listed
  * too: ask `available`. */

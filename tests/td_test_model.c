@@ -17,14 +17,22 @@ typedef struct td_tm {
 
 td_test_model_params td_test_model_v3_params(const char *config)
 {
-    return (td_test_model_params){.config = config, .vocab = 256, .distinct_experts = 8, .attn_type = TD_TYPE_Q4_K,
-                                  .k_b_type = TD_TYPE_Q8_0, .split_kv_b = true, .expert_type = TD_TYPE_Q4_K,
-                                  .shared_type = TD_TYPE_Q8_0, .router_type = TD_TYPE_F32,
-                                  .embed_type = TD_TYPE_Q4_K, .head_type = TD_TYPE_BF16, .seed = 0x7e57};
+    return (td_test_model_params){.config = config,
+                                  .vocab = 256,
+                                  .distinct_experts = 8,
+                                  .attn_type = TD_TYPE_Q4_K,
+                                  .k_b_type = TD_TYPE_Q8_0,
+                                  .split_kv_b = true,
+                                  .expert_type = TD_TYPE_Q4_K,
+                                  .shared_type = TD_TYPE_Q8_0,
+                                  .router_type = TD_TYPE_F32,
+                                  .embed_type = TD_TYPE_Q4_K,
+                                  .head_type = TD_TYPE_BF16,
+                                  .seed = 0x7e57};
 }
 
-static td_status td_tm_add(td_tm *b, const char *name, td_type type, int ndim, int64_t rows, int64_t cols,
-                           void *data, bool owned)
+static td_status td_tm_add(td_tm *b, const char *name, td_type type, int ndim, int64_t rows, int64_t cols, void *data,
+                           bool owned)
 {
     td_tensor t = {.name = name, .type = type, .ndim = ndim, .shape = {rows, cols}, .data = data, .file = -1};
     if (ndim == 1) t.shape[0] = cols;
@@ -64,7 +72,10 @@ static double td_tm_rms(const td_tensor_dir *dir, const char *name)
 {
     const td_tensor *t = td_tensor_dir_find(dir, name);
     int64_t cols = t->shape[1], rows = t->shape[0] < 8 ? t->shape[0] : 8;
-    td_matrix m = {.type = t->type, .rows = t->shape[0], .cols = cols, .data = t->data,
+    td_matrix m = {.type = t->type,
+                   .rows = t->shape[0],
+                   .cols = cols,
+                   .data = t->data,
                    .row_bytes = td_type_row_bytes(t->type, cols)};
     float *row = td_malloc((size_t)cols * sizeof *row);
     double ss = 0.0;
@@ -160,7 +171,8 @@ static td_status td_tm_experts(td_tm *b, const td_hparams *hp)
         }
         for (int i = 0; st == TD_OK && i < 3; i++) {
             snprintf(n, sizeof n, "model.layers.0.mlp.experts.%d.%s.weight", e, proj[i]);
-            st = td_tm_add(b, n, p->expert_type, 2, i < 2 ? W : H, i < 2 ? H : W, sets[e % p->distinct_experts][i], false);
+            st = td_tm_add(b, n, p->expert_type, 2, i < 2 ? W : H, i < 2 ? H : W, sets[e % p->distinct_experts][i],
+                           false);
         }
     }
     td_free(sets);

@@ -14,15 +14,15 @@
 #include "td_model.h"
 
 typedef struct td_test_model_params {
-    const char *config;    /* config.json of the shapes (DeepSeek-V3's) */
-    int64_t vocab;         /* rows of the embedding and the head */
-    int distinct_experts;  /* weight sets behind the routed experts */
-    td_type attn_type;     /* q_a, q_b (or q), kv_a, o, and kv_b or v_b */
-    td_type k_b_type;      /* k_b [nh*r, dn] (rows of dn = 128 need a 32-block type) */
-    bool split_kv_b;       /* k_b/v_b (MLA-era GGUF) rather than kv_b */
-    td_type expert_type;   /* routed experts */
-    td_type shared_type;   /* the shared expert */
-    td_type router_type;   /* mlp.gate (f32 in GGUFs, bf16 in HF checkpoints) */
+    const char *config;   /* config.json of the shapes (DeepSeek-V3's) */
+    int64_t vocab;        /* rows of the embedding and the head */
+    int distinct_experts; /* weight sets behind the routed experts */
+    td_type attn_type;    /* q_a, q_b (or q), kv_a, o, and kv_b or v_b */
+    td_type k_b_type;     /* k_b [nh*r, dn] (rows of dn = 128 need a 32-block type) */
+    bool split_kv_b;      /* k_b/v_b (MLA-era GGUF) rather than kv_b */
+    td_type expert_type;  /* routed experts */
+    td_type shared_type;  /* the shared expert */
+    td_type router_type;  /* mlp.gate (f32 in GGUFs, bf16 in HF checkpoints) */
     td_type embed_type, head_type;
     uint64_t seed;
 } td_test_model_params;

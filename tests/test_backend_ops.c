@@ -11,7 +11,7 @@
  *    whose k-th and (k+1)-th choice (or group) lie closer than the backend's precision can resolve is
  *    skipped and counted, since either answer is right there.
  * Every buffer has guard rows of a sentinel around its view (and the columns its stride skips), which
- * must come back untouched, and every computed output must be finite.
+ * must come back untouched, and every computed output must be finite (the runs: tests/td_ops_run.c).
  *
  * Shapes: the four fixture models (bf16 with q_lora, bf16 with a direct q_proj, the GGUF q4_K_M with the
  * MLA k_b/v_b split, the GGUF q8_0 with kv_b), and DeepSeek-V3's real shapes from a model of random
@@ -21,8 +21,7 @@
  * TANDEM_TEST_BACKENDS=name,name limits the backends compared (the reference always runs). */
 #include "td_backend_registry.h"
 #include "td_clock.h"
-#include "td_engine.h"
-#include "td_ops.h"
+#include "td_ops_run.h"
 #include "td_test.h"
 #include "td_test_model.h"
 
@@ -31,19 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ operations and their bounds */
-
-typedef enum bo_op {
-    BO_COPIES = 0,
-    BO_RMSNORM = 1,
-    BO_EMBED = 2,
-    BO_LINEAR = 3,
-    BO_FFN = 4,
-    BO_ROUTE = 5,
-    BO_MOE = 6,
-    BO_ATTENTION = 7,
-    BO_OP_COUNT
-} bo_op;
+/* ------------------------------------------------------------------ bounds */
 
 static const char *const bo_op_names[BO_OP_COUNT] = {"copies", "rmsnorm", "embed", "linear",
                                                      "ffn",    "route",   "moe",   "attention"};
@@ -76,422 +63,6 @@ static const double bo_nmse_max[BO_OP_COUNT][TD_PRECISION_COUNT] = {
  * flip: the logits' error at the backend's linear bound (sqrt(NMSE) of logits of rms ~1.5), times the
  * sigmoid's slope of at most 1/4, times 2 for a group's sum of two, with a margin of 3 or more. */
 static const double bo_tie_margin[TD_PRECISION_COUNT] = {1e-5, 1e-3, 2e-2};
-
-/* ------------------------------------------------------------------ one run of a case on one backend */
-
-#define BO_GUARD_ROWS 2
-#define BO_MAX_BUFS 12
-#define BO_MAX_OUTS 24
-#define BO_SENTINEL 0x7fc0deadu /* a quiet NaN with a payload no operation writes */
-
-typedef enum bo_metric { BO_NMSE = 0, BO_EXACT = 1, BO_IDS = 2, BO_ROUTE_W = 3 } bo_metric;
-
-/* A view of `rows` rows of `width` floats inside a buffer of sentinels. */
-typedef struct bo_buf {
-    td_buf *buf;
-    td_view v;
-    int64_t rows, width, total;
-} bo_buf;
-
-typedef struct bo_out {
-    char name[40];
-    bo_metric metric;
-    float *v; /* int32 ids for BO_IDS */
-    int64_t n, width;
-} bo_out;
-
-typedef struct bo_run {
-    td_backend *b;
-    bo_buf bufs[BO_MAX_BUFS];
-    int n_bufs;
-    bo_out out[BO_MAX_OUTS];
-    int n_out;
-    int64_t guard_bad;  /* sentinel words that changed */
-    int64_t nonfinite;  /* NaN or Inf among the computed outputs */
-    int64_t self_bad;   /* values that differ from what the host knows they must be */
-    td_status st;       /* the first operation that failed */
-    char err[512];
-} bo_run;
-
-static td_status bo_fail(bo_run *r, td_status st, const char *what)
-{
-    if (r->st == TD_OK) {
-        r->st = st;
-        snprintf(r->err, sizeof r->err, "%s: %s", what, td_errmsg());
-    }
-    return st;
-}
-
-/* A buffer whose view starts `lead` floats into its first row after the guard rows. */
-static bo_buf *bo_buf_new(bo_run *r, int64_t rows, int64_t width, int64_t stride, int64_t lead)
-{
-    TD_ASSERT(r->n_bufs < BO_MAX_BUFS && lead + width <= stride);
-    bo_buf *bb = &r->bufs[r->n_bufs];
-    int64_t off = BO_GUARD_ROWS * stride + lead;
-    bb->total = (rows + 2 * BO_GUARD_ROWS) * stride;
-    bb->rows = rows;
-    bb->width = width;
-    td_backend *b = r->b;
-    if (bo_fail(r, b->i->buf_new(b, (size_t)bb->total * sizeof(float), &bb->buf), "buf_new") != TD_OK) return NULL;
-    r->n_bufs++;
-    uint32_t *fill = malloc((size_t)bb->total * sizeof *fill);
-    for (int64_t i = 0; i < bb->total; i++) fill[i] = BO_SENTINEL;
-    bo_fail(r, b->i->from_host(b, fill, 1, bb->total, td_view_rows(bb->buf, bb->total)), "from_host (sentinels)");
-    free(fill);
-    bb->v = (td_view){bb->buf, off, stride};
-    return bb;
-}
-
-static td_status bo_put(bo_run *r, const bo_buf *bb, const void *host)
-{
-    return bo_fail(r, r->b->i->from_host(r->b, host, bb->rows, bb->width, bb->v), "from_host");
-}
-
-/* A new output of n values (rows of width), read from bb when bb is given. */
-static float *bo_out_new(bo_run *r, const char *name, bo_metric metric, int64_t n, int64_t width, const bo_buf *bb)
-{
-    TD_ASSERT(r->n_out < BO_MAX_OUTS);
-    bo_out *o = &r->out[r->n_out++];
-    snprintf(o->name, sizeof o->name, "%s", name);
-    o->metric = metric;
-    o->v = calloc((size_t)n, sizeof(float));
-    o->n = n;
-    o->width = width;
-    if (bb) bo_fail(r, r->b->i->to_host(r->b, bb->v, bb->rows, bb->width, o->v), "to_host");
-    return o->v;
-}
-
-/* Sentinels outside every view, finite outputs; frees the buffers. */
-static void bo_finish(bo_run *r)
-{
-    td_backend *b = r->b;
-    bo_fail(r, b->i->sync(b), "sync");
-    for (int i = 0; i < r->n_bufs; i++) {
-        bo_buf *bb = &r->bufs[i];
-        uint32_t *all = malloc((size_t)bb->total * sizeof *all);
-        if (r->st == TD_OK &&
-            bo_fail(r, b->i->to_host(b, td_view_rows(bb->buf, bb->total), 1, bb->total, all), "to_host") == TD_OK) {
-            for (int64_t e = 0; e < bb->total; e++) {
-                int64_t rel = e - bb->v.off, t = rel >= 0 ? rel / bb->v.stride : -1, c = rel - t * bb->v.stride;
-                bool inside = rel >= 0 && t < bb->rows && c < bb->width;
-                r->guard_bad += !inside && all[e] != BO_SENTINEL;
-            }
-        }
-        free(all);
-        b->i->buf_free(b, bb->buf);
-    }
-    r->n_bufs = 0;
-    for (int i = 0; i < r->n_out; i++) {
-        const bo_out *o = &r->out[i];
-        if (o->metric == BO_NMSE || o->metric == BO_ROUTE_W)
-            for (int64_t j = 0; j < o->n; j++) r->nonfinite += !isfinite(o->v[j]);
-    }
-}
-
-static void bo_run_free(bo_run *r)
-{
-    for (int i = 0; i < r->n_out; i++) free(r->out[i].v);
-    r->n_out = 0;
-}
-
-/* ------------------------------------------------------------------ inputs */
-
-/* Rows of uniform values in [-1, 1) with an outlier of 8x every 61 values, as hidden states have. */
-static float *bo_rand_rows(uint64_t seed, int64_t n, int64_t width)
-{
-    float *x = malloc((size_t)(n * width) * sizeof *x);
-    uint64_t s = seed;
-    for (int64_t i = 0; i < n * width; i++) x[i] = td_test_randf(&s) * (i % 61 == 7 ? 8.0f : 1.0f);
-    return x;
-}
-
-/* Normalized rows, as the operation's input comes out of its norm (unit weights when norm is NULL). */
-static float *bo_normed_rows(const td_model *m, uint64_t seed, int64_t n, int64_t width, const float *norm)
-{
-    float *x = bo_rand_rows(seed, n, width), *ones = NULL;
-    if (!norm) {
-        ones = malloc((size_t)width * sizeof *ones);
-        for (int64_t i = 0; i < width; i++) ones[i] = 1.0f;
-    }
-    for (int64_t t = 0; t < n; t++) td_rmsnorm(x + t * width, x + t * width, norm ? norm : ones, width, m->hp.rms_norm_eps);
-    free(ones);
-    return x;
-}
-
-/* ------------------------------------------------------------------ cases */
-
-/* One attention call: up to two sequences, each continuing its own cache. */
-typedef struct bo_seq_call {
-    int seq; /* 0: A, 1: B */
-    int64_t n;
-    td_attn_path path;
-} bo_seq_call;
-
-typedef struct bo_call {
-    bo_seq_call s[2];
-    int n_seqs;
-} bo_call;
-
-typedef struct bo_case bo_case;
-struct bo_case {
-    bo_op op;
-    char model[24];
-    char shape[64];
-    td_status (*run)(const bo_case *c, bo_run *r);
-    const td_model *m;
-    const td_module *mod;          /* whose weights it reads, for supports() (NULL: none) */
-    td_type types[4];              /* the types of those weights */
-    int n_types;
-    int64_t n;                     /* rows */
-    const td_matrix *w;            /* linear, embed */
-    const float *norm;             /* the norm in front of the input (NULL: unit weights) */
-    const td_ffn_weights *ffn;
-    const td_moe_weights *moe;
-    const td_attn_weights *attn;
-    td_kv_type kv;                 /* sequence A's cache; B's has the other type */
-    const bo_call *calls;
-    int n_calls;
-    uint64_t seed;
-};
-
-static td_status bo_run_copies(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    int64_t n = c->n, w = c->m->hp.hidden_size;
-    float *x = malloc((size_t)(n * w) * sizeof *x), *z = malloc((size_t)(n * w) * sizeof *z);
-    uint64_t s = c->seed;
-    for (int64_t i = 0; i < n * w; i++) { /* sixteenths in [-8, 8): every sum below is exact */
-        x[i] = (float)((int)(td_test_rand(&s) % 256) - 128) / 16.0f;
-        z[i] = (float)((int)(td_test_rand(&s) % 256) - 128) / 16.0f;
-    }
-    bo_buf *a = bo_buf_new(r, n, w, w + 3, 1), *d = bo_buf_new(r, n - 1, w, w + 5, 2), *sum = bo_buf_new(r, n, w, w, 0);
-    td_status st = a && d && sum ? TD_OK : r->st;
-    if (st == TD_OK) st = bo_put(r, a, x);
-    float *back = st == TD_OK ? bo_out_new(r, "from_host, to_host", BO_EXACT, n * w, w, a) : NULL;
-    if (st == TD_OK) st = bo_fail(r, b->i->copy(b, td_view_from(a->v, 1), d->v, n - 1, w), "copy");
-    float *copied = st == TD_OK ? bo_out_new(r, "copy rows 1..", BO_EXACT, (n - 1) * w, w, d) : NULL;
-    if (st == TD_OK) st = bo_put(r, sum, z);
-    if (st == TD_OK) st = bo_fail(r, b->i->add(b, sum->v, a->v, n, w), "add");
-    float *added = st == TD_OK ? bo_out_new(r, "add", BO_EXACT, n * w, w, sum) : NULL;
-    for (int64_t i = 0; st == TD_OK && i < n * w; i++) {
-        r->self_bad += back[i] != x[i] || added[i] != x[i] + z[i];
-        if (i < (n - 1) * w) r->self_bad += copied[i] != x[w + i];
-    }
-    /* a backend in host memory shows its buffers to the host, once what it was doing is done */
-    const float *mem = NULL;
-    if (st == TD_OK && b->host_memory && (st = bo_fail(r, b->i->sync(b), "sync")) == TD_OK) {
-        mem = b->i->buf_host(b, a->buf);
-        r->self_bad += !mem;
-    }
-    for (int64_t t = 0; mem && t < n; t++)
-        r->self_bad += memcmp(mem + a->v.off + t * a->v.stride, x + t * w, (size_t)w * sizeof(float)) != 0;
-    /* zero copy: the backend computes straight into host memory it wraps, where it can */
-    float *host = calloc((size_t)(n * w), sizeof *host);
-    td_buf *wrap = NULL;
-    td_status ws = st == TD_OK ? b->i->buf_wrap(b, host, (size_t)(n * w) * sizeof(float), &wrap) : TD_E_UNSUPPORTED;
-    if (ws == TD_OK) {
-        if (bo_fail(r, b->i->copy(b, a->v, td_view_rows(wrap, w), n, w), "copy into buf_wrap") == TD_OK &&
-            bo_fail(r, b->i->sync(b), "sync") == TD_OK)
-            for (int64_t i = 0; i < n * w; i++) r->self_bad += host[i] != x[i];
-        b->i->buf_free(b, wrap);
-    } else if (ws != TD_E_UNSUPPORTED) {
-        st = bo_fail(r, ws, "buf_wrap");
-    }
-    free(host);
-    free(x);
-    free(z);
-    return st;
-}
-
-static td_status bo_run_rmsnorm(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    int64_t n = c->n, H = c->m->hp.hidden_size;
-    float *x = bo_rand_rows(c->seed, n, H);
-    /* into the second half of rows twice as wide (the MTP block's concatenation), then in place */
-    bo_buf *in = bo_buf_new(r, n, H, 2 * H, 0), *out = bo_buf_new(r, n, H, 2 * H, H);
-    td_status st = in && out ? bo_put(r, in, x) : r->st;
-    if (st == TD_OK) st = bo_fail(r, b->i->rmsnorm(b, c->norm, H, in->v, out->v, n), "rmsnorm");
-    if (st == TD_OK) bo_out_new(r, "into another view", BO_NMSE, n * H, H, out);
-    if (st == TD_OK) st = bo_fail(r, b->i->rmsnorm(b, c->norm, H, in->v, in->v, n), "rmsnorm in place");
-    if (st == TD_OK) bo_out_new(r, "in place", BO_NMSE, n * H, H, in);
-    free(x);
-    return st;
-}
-
-static td_status bo_run_embed(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    int64_t n = c->n, H = c->w->cols, V = c->w->rows;
-    int32_t *tokens = malloc((size_t)n * sizeof *tokens);
-    for (int64_t t = 0; t < n; t++) tokens[t] = (int32_t)(t == 0 ? V - 1 : t == 1 ? 0 : (t * 7919 + 3) % V);
-    if (n > 3) tokens[3] = tokens[2]; /* a repeated token */
-    bo_buf *out = bo_buf_new(r, n, H, H + 7, 0);
-    td_status st = out ? bo_fail(r, b->i->embed(b, c->w, tokens, n, out->v), "embed") : r->st;
-    if (st == TD_OK) bo_out_new(r, "rows", BO_NMSE, n * H, H, out);
-    free(tokens);
-    return st;
-}
-
-static td_status bo_run_linear(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    const td_matrix *w = c->w;
-    float *x = bo_normed_rows(c->m, c->seed, c->n, w->cols, c->norm);
-    bo_buf *in = bo_buf_new(r, c->n, w->cols, w->cols, 0), *out = bo_buf_new(r, c->n, w->rows, w->rows, 0);
-    td_status st = in && out ? bo_put(r, in, x) : r->st;
-    if (st == TD_OK) st = bo_fail(r, b->i->linear(b, w, in->v, out->v, c->n), "linear");
-    if (st == TD_OK) bo_out_new(r, "y", BO_NMSE, c->n * w->rows, w->rows, out);
-    free(x);
-    return st;
-}
-
-/* acc on the host after an operation, less what it held before: what the operation added */
-static void bo_delta(float *after, const float *before, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) after[i] -= before[i];
-}
-
-static td_status bo_run_ffn(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    int64_t n = c->n, H = c->ffn->down.rows;
-    float *x = bo_normed_rows(c->m, c->seed, n, H, c->norm), *acc0 = bo_rand_rows(c->seed + 1, n, H);
-    bo_buf *in = bo_buf_new(r, n, H, H, 0), *acc = bo_buf_new(r, n, H, H, 0);
-    td_status st = in && acc ? bo_put(r, in, x) : r->st;
-    if (st == TD_OK) st = bo_put(r, acc, acc0);
-    if (st == TD_OK) st = bo_fail(r, b->i->ffn(b, c->ffn, in->v, acc->v, n), "ffn");
-    if (st == TD_OK) bo_delta(bo_out_new(r, "acc += ffn(x)", BO_NMSE, n * H, H, acc), acc0, n * H);
-    free(x);
-    free(acc0);
-    return st;
-}
-
-static td_status bo_run_route(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    const td_hparams *hp = &c->m->hp;
-    int64_t n = c->n, H = hp->hidden_size, E = hp->n_routed_experts, k = hp->n_experts_per_tok;
-    float *xn = bo_normed_rows(c->m, c->seed, n, H, c->norm);
-    bo_buf *in = bo_buf_new(r, n, H, H, 0), *logits = bo_buf_new(r, n, E, E, 0);
-    bo_buf *ids = bo_buf_new(r, n, k, k, 0), *wts = bo_buf_new(r, n, k, k, 0);
-    td_status st = in && logits && ids && wts ? bo_put(r, in, xn) : r->st;
-    if (st == TD_OK) st = bo_fail(r, b->i->linear(b, &c->moe->router, in->v, logits->v, n), "linear (router)");
-    if (st == TD_OK) bo_out_new(r, "logits", BO_NMSE, n * E, E, logits);
-    if (st == TD_OK) st = bo_fail(r, b->i->route(b, c->moe, in->v, ids->v, wts->v, n), "route");
-    if (st == TD_OK) bo_out_new(r, "ids", BO_IDS, n * k, k, ids);
-    if (st == TD_OK) bo_out_new(r, "weights", BO_ROUTE_W, n * k, k, wts);
-    free(xn);
-    return st;
-}
-
-/* k distinct experts per row: half of them common to every row (several rows on one expert), the last
- * expert among the first row's. */
-static void bo_moe_choice(const td_hparams *hp, int64_t n, uint64_t seed, int32_t *ids, float *w)
-{
-    int E = hp->n_routed_experts, k = hp->n_experts_per_tok;
-    uint64_t s = seed;
-    for (int64_t t = 0; t < n; t++) {
-        for (int j = 0; j < k; j++) {
-            int32_t id = j < k / 2 ? (int32_t)((j * 37 + 5) % E) : (int32_t)((t * 13 + j * 7 + 1) % E);
-            if (t == 0 && j == k - 1) id = E - 1;
-            for (bool clash = true; clash;) { /* step past an expert the row already has */
-                clash = false;
-                for (int q = 0; q < j; q++) clash |= ids[t * k + q] == id;
-                if (clash) id = (id + 1) % E;
-            }
-            ids[t * k + j] = id;
-            w[t * k + j] = 0.1f + 0.9f * fabsf(td_test_randf(&s));
-        }
-    }
-}
-
-static td_status bo_run_moe(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    const td_hparams *hp = &c->m->hp;
-    int64_t n = c->n, H = hp->hidden_size, k = hp->n_experts_per_tok;
-    float *xn = bo_normed_rows(c->m, c->seed, n, H, c->norm), *x0 = bo_rand_rows(c->seed + 1, n, H);
-    float *junk = bo_rand_rows(c->seed + 2, n, H), *w = malloc((size_t)(n * k) * sizeof *w);
-    int32_t *ids = malloc((size_t)(n * k) * sizeof *ids);
-    bo_moe_choice(hp, n, c->seed, ids, w);
-    bo_buf *in = bo_buf_new(r, n, H, H, 0), *bi = bo_buf_new(r, n, k, k, 0), *bw = bo_buf_new(r, n, k, k, 0);
-    bo_buf *out = bo_buf_new(r, n, H, H, 0), *x = bo_buf_new(r, n, H, H, 0);
-    td_backend_stats s0, s1;
-    b->i->stats(b, &s0);
-    td_status st = in && bi && bw && out && x ? bo_put(r, in, xn) : r->st;
-    if (st == TD_OK) st = bo_put(r, bi, ids);
-    if (st == TD_OK) st = bo_put(r, bw, w);
-    if (st == TD_OK) st = bo_put(r, out, junk); /* out is written, not added to */
-    if (st == TD_OK) st = bo_put(r, x, x0);
-    if (st == TD_OK) st = bo_fail(r, b->i->moe_submit(b, c->moe, in->v, bi->v, bw->v, out->v, n), "moe_submit");
-    if (st == TD_OK) st = bo_fail(r, b->i->moe_wait(b), "moe_wait");
-    if (st == TD_OK) bo_out_new(r, "out", BO_NMSE, n * H, H, out);
-    /* an operation issued between submit and wait runs after the experts (the backend's order): out holds
-     * junk again, so an add that ran early would show */
-    if (st == TD_OK) st = bo_put(r, out, junk);
-    if (st == TD_OK) st = bo_fail(r, b->i->moe_submit(b, c->moe, in->v, bi->v, bw->v, out->v, n), "moe_submit");
-    if (st == TD_OK) st = bo_fail(r, b->i->add(b, x->v, out->v, n, H), "add before moe_wait");
-    if (st == TD_OK) st = bo_fail(r, b->i->moe_wait(b), "moe_wait");
-    if (st == TD_OK) bo_delta(bo_out_new(r, "x += out before wait", BO_NMSE, n * H, H, x), x0, n * H);
-    b->i->stats(b, &s1);
-    r->self_bad += st == TD_OK && s1.moe_submits - s0.moe_submits != 2;
-    free(xn);
-    free(x0);
-    free(junk);
-    free(w);
-    free(ids);
-    return st;
-}
-
-static td_status bo_run_attention(const bo_case *c, bo_run *r)
-{
-    td_backend *b = r->b;
-    int64_t H = c->m->hp.hidden_size, rows = 0, ctx[2] = {0, 0}, pos[2] = {0, 0};
-    for (int i = 0; i < c->n_calls; i++) {
-        int64_t nr = 0;
-        for (int j = 0; j < c->calls[i].n_seqs; j++) {
-            nr += c->calls[i].s[j].n;
-            ctx[c->calls[i].s[j].seq] += c->calls[i].s[j].n;
-        }
-        rows = nr > rows ? nr : rows;
-    }
-    td_kv_type kv_type[2] = {c->kv, c->kv == TD_KV_F32 ? TD_KV_BF16 : TD_KV_F32};
-    td_kv *kv[2] = {NULL, NULL};
-    int64_t max_ctx = ctx[0] > ctx[1] ? ctx[0] : ctx[1];
-    td_status st = bo_fail(r, b->i->reserve(b, rows, max_ctx), "reserve");
-    for (int q = 0; st == TD_OK && q < 2; q++)
-        if (ctx[q]) st = bo_fail(r, b->i->kv_new(b, ctx[q], kv_type[q], &kv[q]), "kv_new");
-    bo_buf *x = st == TD_OK ? bo_buf_new(r, rows, H, H, 0) : NULL;
-    if (!x) st = r->st;
-    for (int i = 0; st == TD_OK && i < c->n_calls; i++) {
-        const bo_call *call = &c->calls[i];
-        td_attn_seq seqs[2];
-        int64_t nr = 0;
-        for (int j = 0; j < call->n_seqs; j++) {
-            const bo_seq_call *sc = &call->s[j];
-            seqs[j] = (td_attn_seq){.row0 = nr, .n = sc->n, .pos0 = pos[sc->seq], .kv = kv[sc->seq], .path = (int)sc->path};
-            pos[sc->seq] += sc->n;
-            nr += sc->n;
-        }
-        float *x0 = bo_rand_rows(c->seed + (uint64_t)i, rows, H);
-        st = bo_put(r, x, x0);
-        if (st == TD_OK) st = bo_fail(r, b->i->attention(b, c->attn, x->v, seqs, call->n_seqs), "attention");
-        char name[40];
-        snprintf(name, sizeof name, "call %d", i + 1);
-        /* rows past this call's must come back as they went in */
-        if (st == TD_OK) {
-            float *got = bo_out_new(r, name, BO_NMSE, rows * H, H, x);
-            for (int64_t e = nr * H; e < rows * H; e++) r->self_bad += got[e] != x0[e];
-            bo_delta(got, x0, nr * H);
-            memset(got + nr * H, 0, (size_t)((rows - nr) * H) * sizeof(float));
-        }
-        free(x0);
-    }
-    for (int q = 0; q < 2; q++)
-        if (kv[q]) b->i->kv_free(b, kv[q]);
-    return st;
-}
 
 /* ------------------------------------------------------------------ comparison */
 
@@ -597,8 +168,8 @@ static void bo_compare_route(const bo_case *c, const bo_run *ref, const bo_run *
         }
     }
     double wn = den > 0.0 ? num / den : 0.0;
-    snprintf(v->note, sizeof v->note, "ids: %lld of %lld rows differ, %lld near ties", (long long)differ,
-             (long long)n, (long long)ties);
+    snprintf(v->note, sizeof v->note, "ids: %lld of %lld rows differ, %lld near ties", (long long)differ, (long long)n,
+             (long long)ties);
     v->ok &= differ == 0 && ties < n && wn <= v->bound;
     if (wn > v->value) v->value = wn;
 }
@@ -634,8 +205,8 @@ static bo_verdict bo_compare(const bo_case *c, const bo_run *ref, const bo_run *
 
 typedef struct bo_backend {
     const td_backend_entry *e;
-    td_backend *b;   /* for the current model */
-    char **lines;    /* the table */
+    td_backend *b; /* for the current model */
+    char **lines;  /* the table */
     int n_lines;
     int failed;
     double seconds;
@@ -673,15 +244,6 @@ static bool bo_sound(const bo_case *c, const char *who, const bo_run *r)
     return ok;
 }
 
-static void bo_case_run(const bo_case *c, td_backend *b, bo_run *r)
-{
-    memset(r, 0, sizeof *r);
-    r->b = b;
-    td_err_clear();
-    c->run(c, r);
-    bo_finish(r);
-}
-
 /* The case on the reference, then on every backend, compared. */
 static void bo_check_case(const bo_case *c, td_backend *ref, bo_backend *bks, int n_bks, double *ref_seconds)
 {
@@ -708,8 +270,8 @@ static void bo_check_case(const bo_case *c, td_backend *ref, bo_backend *bks, in
         bb->seconds += tg;
         bool sound = bo_sound(c, bb->e->name, &gr);
         bo_verdict v = sound ? bo_compare(c, &rr, &gr, bb->e->precision) : (bo_verdict){.ok = false};
-        TD_CHECKF(!sound || v.ok, "%s %s %s on %s: %s %.3g (bound %.3g)%s%s", bo_op_names[c->op], c->model,
-                  c->shape, bb->e->name, v.metric, v.value, v.bound, v.note[0] ? "; " : "", v.note);
+        TD_CHECKF(!sound || v.ok, "%s %s %s on %s: %s %.3g (bound %.3g)%s%s", bo_op_names[c->op], c->model, c->shape,
+                  bb->e->name, v.metric, v.value, v.bound, v.note[0] ? "; " : "", v.note);
         bb->failed += !v.ok;
         bo_line(bb, "%-9s %-12s %-40s %-4s %8.1e %8.1e %-4s %6.3f %6.3f  %s", bo_op_names[c->op], c->model, c->shape,
                 v.metric, v.value, v.bound, v.ok ? "ok" : "FAIL", tg, tr, sound ? v.note : "unsound run (see above)");
@@ -733,9 +295,9 @@ static int bo_fixture_calls(int fill_batches, bo_call *out)
     out[n++] = (bo_call){{{0, 20, TD_ATTN_AUTO}}, 1}; /* prefill from context 1: decompressed */
     out[n++] = (bo_call){{{0, 1, TD_ATTN_AUTO}}, 1};  /* decode: absorbed */
     for (int i = 0; i < fill_batches && n < BO_MAX_CALLS - 5; i++) out[n++] = (bo_call){{{0, 32, TD_ATTN_AUTO}}, 1};
-    out[n++] = (bo_call){{{0, 1, TD_ATTN_AUTO}}, 1};         /* decode over the filled positions */
-    out[n++] = (bo_call){{{0, 1, TD_ATTN_DECOMPRESSED}}, 1}; /* expanded in slices of one batch */
-    out[n++] = (bo_call){{{0, 16, TD_ATTN_ABSORBED}}, 1};    /* a prefill in the decode form */
+    out[n++] = (bo_call){{{0, 1, TD_ATTN_AUTO}}, 1};                        /* decode over the filled positions */
+    out[n++] = (bo_call){{{0, 1, TD_ATTN_DECOMPRESSED}}, 1};                /* expanded in slices of one batch */
+    out[n++] = (bo_call){{{0, 16, TD_ATTN_ABSORBED}}, 1};                   /* a prefill in the decode form */
     out[n++] = (bo_call){{{1, 1, TD_ATTN_AUTO}, {0, 17, TD_ATTN_AUTO}}, 2}; /* two sessions, B at context 1 */
     out[n++] = (bo_call){{{0, 1, TD_ATTN_AUTO}, {1, 1, TD_ATTN_AUTO}}, 2};  /* both decoding */
     return n;
@@ -754,7 +316,7 @@ static const bo_call bo_v3_calls_sanitized[] = {
 /* Rows per case: the fixtures' (cheap), V3's, and V3's under the sanitizers. */
 typedef struct bo_sizes {
     int64_t max_rows;
-    int64_t linear[3]; /* q (or kv_a), the up-projection, the head */
+    int64_t linear[3]; /* q_a (or q), k_b (or kv_b), the head */
     int64_t ffn_dense, ffn_shared, ffn_expert;
     int64_t route, moe[2];
     const bo_call *calls;
@@ -851,8 +413,8 @@ static int bo_model_cases(const td_model *m, const char *label, const bo_sizes *
     c->run = bo_run_rmsnorm;
     c->n = 5;
     c->norm = lm->ffn_norm;
-    c = bo_add(cs, &n, &proto, BO_EMBED, "%s %lldx%lld, 6 rows", td_type_name(m->embed.type),
-               (long long)m->embed.rows, (long long)m->embed.cols);
+    c = bo_add(cs, &n, &proto, BO_EMBED, "%s %lldx%lld, 6 rows", td_type_name(m->embed.type), (long long)m->embed.rows,
+               (long long)m->embed.cols);
     c->run = bo_run_embed;
     c->mod = bo_module(m, TD_MODULE_EMBED, -1);
     c->types[0] = m->embed.type;
@@ -861,18 +423,22 @@ static int bo_model_cases(const td_model *m, const char *label, const bo_sizes *
     c->w = &m->embed;
 
     const td_module *attn = bo_module(m, TD_MODULE_ATTN, moe);
-    if (hp->q_lora_rank) bo_add_linear(cs, &n, &proto, attn, "q_a", &a->q_a, a->norm, z->linear[0]);
-    else bo_add_linear(cs, &n, &proto, attn, "q", &a->q, a->norm, z->linear[0]);
-    if (a->split_kv_b) bo_add_linear(cs, &n, &proto, attn, "k_b", &a->k_b, NULL, z->linear[1]);
-    else bo_add_linear(cs, &n, &proto, attn, "kv_b", &a->kv_b, a->kv_a_norm, z->linear[1]);
+    if (hp->q_lora_rank)
+        bo_add_linear(cs, &n, &proto, attn, "q_a", &a->q_a, a->norm, z->linear[0]);
+    else
+        bo_add_linear(cs, &n, &proto, attn, "q", &a->q, a->norm, z->linear[0]);
+    if (a->split_kv_b)
+        bo_add_linear(cs, &n, &proto, attn, "k_b", &a->k_b, NULL, z->linear[1]);
+    else
+        bo_add_linear(cs, &n, &proto, attn, "kv_b", &a->kv_b, a->kv_a_norm, z->linear[1]);
     bo_add_linear(cs, &n, &proto, bo_module(m, TD_MODULE_HEAD, -1), "head", &m->head, m->norm, z->linear[2]);
 
     if (dense >= 0)
         bo_add_ffn(cs, &n, &proto, bo_module(m, TD_MODULE_DENSE_MLP, dense), "dense", &m->layers[dense].dense,
                    m->layers[dense].ffn_norm, z->ffn_dense);
     if (lm->moe.has_shared)
-        bo_add_ffn(cs, &n, &proto, bo_module(m, TD_MODULE_SHARED_EXPERTS, moe), "shared", &lm->moe.shared,
-                   lm->ffn_norm, z->ffn_shared);
+        bo_add_ffn(cs, &n, &proto, bo_module(m, TD_MODULE_SHARED_EXPERTS, moe), "shared", &lm->moe.shared, lm->ffn_norm,
+                   z->ffn_shared);
     bo_add_ffn(cs, &n, &proto, bo_module(m, TD_MODULE_EXPERTS, moe), "expert 0", &lm->moe.experts[0], lm->ffn_norm,
                z->ffn_expert);
 
@@ -906,8 +472,8 @@ static int bo_model_cases(const td_model *m, const char *label, const bo_sizes *
                 rows += z->calls[i].s[j].n;
                 if (z->calls[i].s[j].seq == 0) ctx += z->calls[i].s[j].n;
             }
-        c = bo_add(cs, &n, &proto, BO_ATTENTION, "%s cache, %d calls, %lld rows, ctx %lld", td_kv_type_name((td_kv_type)kv),
-                   z->n_calls, (long long)rows, (long long)ctx);
+        c = bo_add(cs, &n, &proto, BO_ATTENTION, "%s cache, %d calls, %lld rows, ctx %lld",
+                   td_kv_type_name((td_kv_type)kv), z->n_calls, (long long)rows, (long long)ctx);
         c->run = bo_run_attention;
         c->mod = attn;
         c->n_types = bo_attn_types(a, c->types);
@@ -935,17 +501,17 @@ static td_status bo_prepare(td_backend *b, const td_model *m, int64_t max_rows)
 }
 
 /* Makes and prepares every backend for this model; false when the reference cannot be made. */
-static bool bo_backends_open(const td_model *m, const char *label, int64_t max_rows, td_backend **ref,
-                             bo_backend *bks, int n_bks)
+static bool bo_backends_open(const td_model *m, const char *label, int64_t max_rows, td_backend **ref, bo_backend *bks,
+                             int n_bks)
 {
     const td_backend_entry *re = td_backend_registry_reference();
-    if (!TD_CHECKF(re->create(m, max_rows, ref) == TD_OK && bo_prepare(*ref, m, max_rows) == TD_OK, "%s on %s: %s", re->name,
-                   label, td_errmsg()))
+    if (!TD_CHECKF(re->create(re, m, max_rows, ref) == TD_OK && bo_prepare(*ref, m, max_rows) == TD_OK, "%s on %s: %s",
+                   re->name, label, td_errmsg()))
         return false;
     for (int i = 0; i < n_bks; i++) {
         bo_backend *bb = &bks[i];
         bb->b = NULL;
-        td_status st = bb->e->create(m, max_rows, &bb->b);
+        td_status st = bb->e->create(bb->e, m, max_rows, &bb->b);
         if (st == TD_OK) st = bo_prepare(bb->b, m, max_rows);
         TD_CHECKF(st == TD_OK, "%s on %s: %s", bb->e->name, label, td_errmsg());
         if (st != TD_OK && bb->b) {
@@ -977,25 +543,37 @@ static void bo_check_model(const td_model *m, const char *label, const bo_sizes 
     bo_backends_close(ref, bks, n_bks);
 }
 
-/* The registry's backends less the reference, those the machine lacks, and those TANDEM_TEST_BACKENDS
- * leaves out. */
-static int bo_backends_select(bo_backend *bks)
+/* Whether TANDEM_TEST_BACKENDS (a comma-separated list; empty: all) names `name`; with name NULL, checks
+ * that the registry knows every name listed, so that a typo cannot pass as a clean run of nothing. */
+static bool bo_wanted(const char *name)
+{
+    const char *only = getenv("TANDEM_TEST_BACKENDS");
+    if (!only || !*only) return true;
+    bool wanted = false;
+    for (const char *p = only; *p;) {
+        size_t len = strcspn(p, ",");
+        char item[64];
+        snprintf(item, sizeof item, "%.*s", (int)len, p);
+        if (!name)
+            TD_CHECKF(td_backend_registry_find(item) != NULL,
+                      "TANDEM_TEST_BACKENDS names '%s', which this build does not have", item);
+        wanted |= name && strcmp(item, name) == 0;
+        p += len + (p[len] == ',');
+    }
+    return wanted;
+}
+
+/* The registry's backends less the reference, those not wanted, and those the machine lacks. */
+static int bo_backends_select(bo_backend *bks, int cap)
 {
     int n_all, n = 0;
     const td_backend_entry *all = td_backend_registry(&n_all);
-    const char *only = getenv("TANDEM_TEST_BACKENDS");
-    for (int i = 0; i < n_all; i++) {
+    bo_wanted(NULL);
+    for (int i = 0; i < n_all && n < cap; i++) {
         const td_backend_entry *e = &all[i];
         char why[512] = "";
-        if (e == td_backend_registry_reference()) continue;
-        if (only && *only) {
-            char list[512];
-            snprintf(list, sizeof list, ",%s,", only);
-            char want[128];
-            snprintf(want, sizeof want, ",%s,", e->name);
-            if (!strstr(list, want)) continue;
-        }
-        if (!e->available(why, sizeof why)) {
+        if (e == td_backend_registry_reference() || !bo_wanted(e->name)) continue;
+        if (!e->available(e, why, sizeof why)) {
             printf("%-15s skipped: %s\n", e->name, why);
             continue;
         }
@@ -1017,14 +595,8 @@ static void bo_print_tables(const bo_backend *bks, int n_bks, double ref_seconds
     }
 }
 
-int main(void)
+static void bo_check_fixtures(bool sanitized, bo_backend *bks, int n_bks, double *ref_seconds)
 {
-    const char *san = getenv("TANDEM_SANITIZED");
-    bool sanitized = san && strcmp(san, "1") == 0;
-    bo_backend bks[16];
-    int n_bks = bo_backends_select(bks);
-    double t0 = td_now(), ref_seconds = 0.0;
-
     static const struct {
         const char *path, *label;
     } fixtures[] = {
@@ -1035,34 +607,63 @@ int main(void)
     };
     /* 313 positions; 185 under the sanitizers, where the decompressed form's cost (quadratic in the
      * context) made the GGUF fixtures' attention most of the run */
-    bo_call fixture_calls[BO_MAX_CALLS];
-    const bo_sizes fz = {.max_rows = 32, .linear = {17, 5, 1}, .ffn_dense = 17, .ffn_shared = 3, .ffn_expert = 1,
-                         .route = 32, .moe = {1, 17}, .calls = fixture_calls,
-                         .n_calls = bo_fixture_calls(sanitized ? 4 : 8, fixture_calls), .both_kv = true};
+    bo_call calls[BO_MAX_CALLS];
+    const bo_sizes z = {.max_rows = 32,
+                        .linear = {17, 5, 1},
+                        .ffn_dense = 17,
+                        .ffn_shared = 3,
+                        .ffn_expert = 1,
+                        .route = 32,
+                        .moe = {1, 17},
+                        .calls = calls,
+                        .n_calls = bo_fixture_calls(sanitized ? 4 : 8, calls),
+                        .both_kv = true};
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
         td_model *m = NULL;
         td_model_params mp = {.quiet = true};
         if (!TD_CHECKF(td_model_open(td_test_fixture(fixtures[i].path), &mp, &m) == TD_OK, "%s", td_errmsg())) continue;
-        bo_check_model(m, fixtures[i].label, &fz, bks, n_bks, &ref_seconds);
+        bo_check_model(m, fixtures[i].label, &z, bks, n_bks, ref_seconds);
         td_model_close(m);
     }
+}
 
-    /* V3's shapes: 16 rows where the AMX tiles start, two for products of 44M multiply-adds a row */
-    bo_sizes vz = {.max_rows = 16, .linear = {16, 2, 3}, .ffn_shared = 2, .ffn_expert = 1, .route = 16, .moe = {2, 0},
-                   .calls = bo_v3_calls, .n_calls = (int)(sizeof bo_v3_calls / sizeof bo_v3_calls[0])};
-    if (sanitized) {
-        vz = (bo_sizes){.max_rows = 16, .linear = {16, 1, 1}, .ffn_shared = 1, .route = 8, .moe = {1, 0},
-                        .calls = bo_v3_calls_sanitized, .n_calls = 1};
-    }
+/* V3's shapes: 16 rows where the AMX tiles start, one or two for products of 44M multiply-adds a row. */
+static void bo_check_v3(bool sanitized, bo_backend *bks, int n_bks, double *ref_seconds)
+{
+    const bo_sizes full = {.max_rows = 16,
+                           .linear = {16, 2, 3},
+                           .ffn_shared = 2,
+                           .ffn_expert = 1,
+                           .route = 16,
+                           .moe = {2, 0},
+                           .calls = bo_v3_calls,
+                           .n_calls = (int)(sizeof bo_v3_calls / sizeof bo_v3_calls[0])};
+    const bo_sizes small = {.max_rows = 16,
+                            .linear = {16, 1, 1},
+                            .ffn_shared = 1,
+                            .route = 8,
+                            .moe = {1, 0},
+                            .calls = bo_v3_calls_sanitized,
+                            .n_calls = 1};
     td_test_model_params tp = td_test_model_v3_params(td_test_fixture("real/deepseek-v3-config.json"));
     td_model *v3 = NULL;
-    double tb = td_now();
+    double t0 = td_now();
     if (TD_CHECKF(td_test_model_build(&tp, &v3) == TD_OK, "%s", td_errmsg())) {
-        printf("V3-shaped model built in %.2f s\n", td_now() - tb);
-        bo_check_model(v3, "v3-8", &vz, bks, n_bks, &ref_seconds);
+        printf("V3-shaped model built in %.2f s\n", td_now() - t0);
+        bo_check_model(v3, "v3-8", sanitized ? &small : &full, bks, n_bks, ref_seconds);
     }
     td_model_close(v3);
+}
 
+int main(void)
+{
+    const char *san = getenv("TANDEM_SANITIZED");
+    bool sanitized = san && strcmp(san, "1") == 0;
+    bo_backend bks[16];
+    int n_bks = bo_backends_select(bks, (int)(sizeof bks / sizeof bks[0]));
+    double t0 = td_now(), ref_seconds = 0.0;
+    bo_check_fixtures(sanitized, bks, n_bks, &ref_seconds);
+    bo_check_v3(sanitized, bks, n_bks, &ref_seconds);
     bo_print_tables(bks, n_bks, ref_seconds);
     printf("\ntotal %.2f s%s\n", td_now() - t0, sanitized ? " (sanitized build: fewer rows at V3's shapes)" : "");
     for (int i = 0; i < n_bks; i++) {
