@@ -262,8 +262,9 @@ td_status bo_run_route(const bo_case *c, bo_run *r)
 }
 
 /* k distinct experts per row: half of them common to every row (several rows on one expert), the last
- * expert among the first row's. */
-static void bo_moe_choice(const td_hparams *hp, int64_t n, uint64_t seed, int32_t *ids, float *w)
+ * expert among the first row's; with `same`, every row on the first row's experts (a batch whose experts
+ * each see all its rows: the tiles' path where a backend has one). */
+static void bo_moe_choice(const td_hparams *hp, int64_t n, uint64_t seed, bool same, int32_t *ids, float *w)
 {
     int E = hp->n_routed_experts, k = hp->n_experts_per_tok;
     uint64_t s = seed;
@@ -276,7 +277,7 @@ static void bo_moe_choice(const td_hparams *hp, int64_t n, uint64_t seed, int32_
                 for (int q = 0; q < j; q++) clash |= ids[t * k + q] == id;
                 if (clash) id = (id + 1) % E;
             }
-            ids[t * k + j] = id;
+            ids[t * k + j] = same && t > 0 ? ids[j] : id;
             w[t * k + j] = 0.1f + 0.9f * fabsf(td_test_randf(&s));
         }
     }
@@ -290,7 +291,7 @@ td_status bo_run_moe(const bo_case *c, bo_run *r)
     float *xn = bo_normed_rows(c->m, c->seed, n, H, c->norm), *x0 = bo_rand_rows(c->seed + 1, n, H);
     float *junk = bo_rand_rows(c->seed + 2, n, H), *w = malloc((size_t)(n * k) * sizeof *w);
     int32_t *ids = malloc((size_t)(n * k) * sizeof *ids);
-    bo_moe_choice(hp, n, c->seed, ids, w);
+    bo_moe_choice(hp, n, c->seed, c->same_experts, ids, w);
     bo_buf *in = bo_buf_new(r, n, H, H, 0), *bi = bo_buf_new(r, n, k, k, 0), *bw = bo_buf_new(r, n, k, k, 0);
     bo_buf *out = bo_buf_new(r, n, H, H, 0), *x = bo_buf_new(r, n, H, H, 0);
     td_backend_stats s0, s1;

@@ -80,7 +80,8 @@ struct bo_case {
     const td_ffn_weights *ffn;
     const td_moe_weights *moe;
     const td_attn_weights *attn;
-    td_kv_type kv; /* sequence A's cache; B's has the other type */
+    bool same_experts; /* moe: every row on the same experts (else half of them in common) */
+    td_kv_type kv;     /* sequence A's cache; B's has the other type */
     const bo_call *calls;
     int n_calls;
     uint64_t seed;
