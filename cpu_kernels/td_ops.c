@@ -3,6 +3,7 @@
 #include "td_dequant.h"
 
 #include <math.h>
+#include <string.h>
 
 void td_rmsnorm(float *y, const float *x, const float *w, int64_t n, double eps)
 {
@@ -44,6 +45,26 @@ int64_t td_argmax_f32(const float *x, int64_t n)
     for (int64_t i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+/* The exponent bits of every element are OR-ed a block at a time (a loop the compiler vectorizes); the
+ * element is looked for only in a block where one is all ones (NaN or Inf). */
+int64_t td_first_nonfinite(const float *x, int64_t n)
+{
+    enum { BLOCK = 1024 };
+    for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
+        int64_t b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        uint32_t hit = 0;
+        for (int64_t i = b0; i < b1; i++) {
+            uint32_t u;
+            memcpy(&u, x + i, sizeof u);
+            hit |= (u & 0x7f800000u) + 0x00800000u; /* carries into bit 31 only when the exponent is all ones */
+        }
+        if (!(hit & 0x80000000u)) continue;
+        for (int64_t i = b0; i < b1; i++)
+            if (!isfinite(x[i])) return i;
+    }
+    return -1;
 }
 
 void td_linear_ref(const td_matrix *w, const float *x, int64_t n_tok, float *y, float *row_buf)
