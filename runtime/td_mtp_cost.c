@@ -4,6 +4,7 @@
 #include "td_alloc.h"
 #include "td_clock.h"
 #include "td_mmap.h"
+#include "td_mtp_spec.h"
 #include "td_ops.h"
 #include "td_session_impl.h" /* the engine's model and CPU context, for the key */
 
@@ -29,61 +30,52 @@ static double td_median(double *v, int n)
     return v[n / 2];
 }
 
-/* One plain step at the session's position: forward, argmax, and back. */
-static td_status td_time_plain(td_session *s, const int32_t *toks, double *secs)
+/* The steps are timed from a base state: the session at position q-1, its MTP rows valid below q-2.
+ *  plain: one token at q-1 and its argmax (then at q, MTP rows still valid below q-2);
+ *  speculative, from there: a draft, which runs MTP rows q-2 and q-1 as it does after an accepted draft,
+ *  k-1 chained drafts, the verify pass of k+1 tokens with every row's logits, their argmaxes; then back to
+ *  q-1, which forgets MTP row q-2 again.
+ * The tokens are fixed: what they are does not change the work, apart from which experts they route to. */
+static td_status td_time_steps(td_session *s, const int32_t *toks, int k, bool mtp_drafts, float *logits,
+                               double *plain, double *spec)
 {
-    int64_t pos = td_session_pos(s), V = s->e->model->hp.vocab_size;
-    double t0 = td_now();
-    TD_TRY(td_session_forward(s, toks, 1, NULL, NULL));
-    volatile int64_t chosen = td_argmax_f32(td_session_logits(s), V);
-    (void)chosen;
-    *secs = td_now() - t0;
-    return td_session_rewind(s, pos);
-}
-
-/* One speculative step: k drafts (the first from the main model's hidden, the rest chained), the verify
- * pass with all k+1 rows of logits and their argmaxes, and back. The tokens are the fixed ones: what they
- * are does not change the work, apart from which experts they route to. */
-static td_status td_time_spec(td_session *s, const int32_t *toks, int k, bool mtp_drafts, float *logits, double *secs)
-{
-    int64_t pos = td_session_pos(s), V = s->e->model->hp.vocab_size;
+    int64_t base = td_session_pos(s), V = s->e->model->hp.vocab_size;
     volatile int64_t chosen = 0;
     double t0 = td_now();
+    TD_TRY(td_session_forward(s, toks, 1, NULL, NULL));
+    chosen += td_argmax_f32(td_session_logits(s), V);
+    double t1 = td_now();
     if (mtp_drafts) {
-        TD_TRY(td_session_mtp_draft(s, toks[0]));
+        TD_TRY(td_session_mtp_draft(s, toks[1]));
         chosen += td_argmax_f32(td_session_mtp_logits(s), V);
         for (int i = 1; i < k; i++) {
-            TD_TRY(td_session_mtp_chain(s, toks[i]));
+            TD_TRY(td_session_mtp_chain(s, toks[1 + i]));
             chosen += td_argmax_f32(td_session_mtp_logits(s), V);
         }
     }
-    TD_TRY(td_session_forward(s, toks, k + 1, logits, NULL));
+    TD_TRY(td_session_forward(s, toks + 1, k + 1, logits, NULL));
     for (int i = 0; i <= k; i++) chosen += td_argmax_f32(logits + i * V, V);
-    *secs = td_now() - t0;
-    return td_session_rewind(s, pos);
+    double t2 = td_now();
+    *plain = t1 - t0;
+    *spec = t2 - t1;
+    return td_session_rewind(s, base);
 }
 
 td_status td_mtp_cost_measure(td_session *s, int k, bool mtp_drafts, float *logits, td_mtp_cost *out)
 {
     int64_t p0 = td_session_pos(s), V = s->e->model->hp.vocab_size;
-    if (p0 + k + 2 > td_session_ctx(s))
-        return td_fail(TD_E_ARG, "no room in the context to time MTP (%d positions needed)", k + 2);
-    int32_t toks[TD_MTP_RING];
+    if (p0 + k + 3 > td_session_ctx(s))
+        return td_fail(TD_E_ARG, "no room in the context to time MTP (%d positions needed)", k + 3);
+    int32_t toks[TD_MTP_MAX_DRAFTS + 2];
     for (int i = 0; i <= k + 1; i++) toks[i] = (int32_t)((V / 2 + (int64_t)i * 997) % V); /* spread-out ids */
-    double plain[TD_COST_MAX_REPS], spec[TD_COST_MAX_REPS];
-    /* one position run first, so that a draft has a hidden state to start from */
-    td_status st = td_session_forward(s, toks + k + 1, 1, NULL, NULL);
-    double start = td_now();
+    /* the base state: one position run, its MTP row brought up to date and then forgotten */
+    td_status st = td_session_forward(s, toks, 1, NULL, NULL);
+    if (st == TD_OK && mtp_drafts) st = td_session_mtp_draft(s, toks[0]);
+    if (st == TD_OK && mtp_drafts) st = td_session_mtp_rewind(s, p0);
+    double plain[TD_COST_MAX_REPS], spec[TD_COST_MAX_REPS], start = td_now();
     int n = 0;
     while (st == TD_OK && n < TD_COST_MAX_REPS && (n < TD_COST_MIN_REPS || td_now() - start < TD_COST_BUDGET_S)) {
-        /* alternate which goes first, so that neither always finds the caches as the other left them */
-        if (n % 2 == 0) {
-            st = td_time_plain(s, toks, &plain[n]);
-            if (st == TD_OK) st = td_time_spec(s, toks, k, mtp_drafts, logits, &spec[n]);
-        } else {
-            st = td_time_spec(s, toks, k, mtp_drafts, logits, &spec[n]);
-            if (st == TD_OK) st = td_time_plain(s, toks, &plain[n]);
-        }
+        st = td_time_steps(s, toks, k, mtp_drafts, logits, &plain[n], &spec[n]);
         n++;
     }
     td_status back = td_session_rewind(s, p0);

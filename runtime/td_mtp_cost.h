@@ -12,11 +12,12 @@
 
 typedef struct td_mtp_cost {
     double plain_s; /* one plain step: a 1-token forward and the argmax of its logits */
-    double spec_s;  /* one speculative step: k MTP drafts, a (k+1)-token verify with every row's logits, the argmaxes */
+    double spec_s;  /* one speculative step: k MTP drafts (the first running the two MTP rows an accepted
+                       draft leaves), a (k+1)-token verify with every row's logits, the argmaxes */
 } td_mtp_cost;
 
-/* Times both steps a few times each, alternating, and keeps the medians. The session must have room for
- * k + 2 more positions; it is left at the position it had (what ran there is forgotten). With
+/* Times both steps a few times each and keeps the medians. The session must have room for k + 3 more
+ * positions; it is left at the position it had (what ran there is forgotten). With
  * mtp_drafts false (a caller-supplied drafter), only the verify is timed. logits: [(k+1)][V] scratch. */
 td_status td_mtp_cost_measure(td_session *s, int k, bool mtp_drafts, float *logits, td_mtp_cost *out);
 
