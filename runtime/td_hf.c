@@ -52,7 +52,11 @@ static td_status td_hf_load_index(const char *dir_path, const char *index_path, 
     for (int k = 0; k < n_shards && st == TD_OK; k++) {
         char p[4096];
         snprintf(p, sizeof p, "%s/%s", dir_path, shards[k]);
-        st = td_st_load(p, dir, only_prefix);
+        if (!td_path_exists(p))
+            st = td_fail(TD_E_NOT_FOUND, "%s lists the shard %s, which is not in %s (an incomplete download?)",
+                         index_path, shards[k], dir_path);
+        else
+            st = td_st_load(p, dir, only_prefix);
     }
     td_free(shards);
     if (st != TD_OK) goto done;

@@ -124,6 +124,12 @@ static void test_files(void)
     snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", shards);
     td_test_write_file(p, "x", 1);
     expect_open(shards, TD_E_NOT_FOUND, "model-00001-of-00002.safetensors", "index", NULL);
+    /* ... and an index naming a shard that is not there */
+    const char *index = "{\"weight_map\": {\"a.weight\": \"model-00002-of-00002.safetensors\"}}";
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", shards);
+    td_test_write_file(p, index, strlen(index));
+    expect_open(shards, TD_E_NOT_FOUND, "lists the shard model-00002-of-00002.safetensors", "incomplete download",
+                NULL);
     free(text);
 
     /* a GGUF whose embedding_length disagrees with its tensors: the hint names the GGUF's metadata */
