@@ -3,6 +3,7 @@
 #include "td_alloc.h"
 #include "td_gguf.h"
 #include "td_mmap.h"
+#include "td_mtp_cost.h"
 
 #include <libgen.h>
 #include <stdio.h>
@@ -61,10 +62,11 @@ const char *td_chat_opts_help(void)
            "  --kernels K          ref | auto | avx2 | avx512 | amx (default auto; amx: bf16 tiles for the\n"
            "                       prompt, faster, rounded to bf16)\n"
            "  --threads N          CPU threads (default: all cores)\n"
-           "  --mtp M              MTP speculative decoding: off (default), on, or auto (times both ways\n"
-           "                       over the first steps and keeps the faster). Greedy output is the same\n"
-           "                       either way; sampling keeps its distribution, but a seed gives another\n"
-           "                       stream (with auto, one that depends on the timing)\n"
+           "  --mtp M              MTP speculative decoding: off (default), on, or auto (drafts while the\n"
+           "                       acceptance so far outweighs the cost of a verify step against a plain\n"
+           "                       one, measured once per model and machine and kept in ~/.cache/tandem).\n"
+           "                       Greedy output is the same either way; sampling keeps its distribution,\n"
+           "                       but a seed gives another stream (with auto, one that depends on the costs)\n"
            "  --mtp-k K            tokens drafted per step with MTP, 1..8 (default 1)\n"
            "  --mtp-from P         take the MTP block from this safetensors file or HF directory (for GGUFs\n"
            "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n";
@@ -161,7 +163,8 @@ static void td_model_name(const td_model *m, char *buf, size_t cap)
 static td_status td_chat_rt_mtp(const td_chat_opts *o, td_chat_rt *rt)
 {
     if (!o->mtp_set || o->mtp == TD_MTP_OFF) return TD_OK;
-    td_mtp_params mp = {.mode = o->mtp, .k = o->mtp_k};
+    char cache[4096];
+    td_mtp_params mp = {.mode = o->mtp, .k = o->mtp_k, .cost_cache = td_mtp_cost_cache_path(cache, sizeof cache)};
     td_status st = td_mtp_spec_create(rt->gen, &mp, &rt->mtp);
     if (st != TD_E_NOT_FOUND) return st;
     if (!o->quiet) fprintf(stderr, "note: %s\n", td_errmsg());
