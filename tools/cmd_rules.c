@@ -41,7 +41,8 @@ static void td_rules_help(void)
         "  --gpu-reserve SIZE kept free on each GPU for the CUDA context and activations (default 1GiB)\n"
         "  --cpu-mem SIZE     use at most SIZE of host memory (shared by the NUMA nodes by their size)\n"
         "  --cpu-bw GBPS      host memory bandwidth, all nodes together (default 100 GB/s per NUMA node)\n"
-        "  --measure-bw       measure this machine's read bandwidth first (about a second, a 1 GiB buffer)\n"
+        "  --measure-bw       measure this machine's read bandwidth first (about a second, a buffer of up to\n"
+        "                     8x the last-level cache)\n"
         "                     and plan with it; not with --host or --topology, which describe another host\n"
         "  --gpu-bw GBPS      GPU memory bandwidth (default: the driver's figure, else 1000 GB/s)\n"
         "  --host SPEC        plan for a host you describe: 2x384GiB (NUMA nodes x memory each), 768GiB\n"
@@ -80,7 +81,8 @@ static td_status td_rules_measure_bw(const td_rules_opts *o, td_devices *devices
     td_cpu *cpu;
     TD_TRY(td_cpu_create(&cp, &cpu));
     td_membw_result r;
-    td_status st = td_membw_measure(cpu, 0, 5, &r);
+    td_membw_params mp = {.passes = 5, .seconds = 1};
+    td_status st = td_membw_measure(cpu, &mp, &r);
     td_cpu_free(cpu);
     if (st == TD_OK) td_devices_set_cpu_bandwidth(devices, r.gbps_median, TD_BW_MEASURED);
     return st;
