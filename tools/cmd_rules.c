@@ -173,6 +173,7 @@ static bool td_is_gguf(const char *path)
  * tensors come under their canonical names, so the planner sees the same directory from either format. */
 static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor_dir **dir, td_gguf **gguf)
 {
+    if (!td_path_exists(path)) return td_fail(TD_E_NOT_FOUND, "%s: no such file or directory", path);
     TD_TRY(td_tensor_dir_create(dir));
     td_status st;
     if (td_is_gguf(path)) {
@@ -193,10 +194,20 @@ static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor
     return st;
 }
 
+/* The overrides are command-line values: a bad one is bad usage (exit 2), like any other bad option. */
+static int td_rules_add_overrides(const td_rules_opts *o, td_rules *rules)
+{
+    for (int i = 0; i < o->n_overrides; i++) {
+        td_status st = td_rules_add_override(rules, o->overrides[i]);
+        if (st == TD_E_NOMEM) return td_cli_fail("rules", st);
+        if (st != TD_OK) return td_cli_usage_error("rules", "%s", td_errmsg());
+    }
+    return 0;
+}
+
 static td_status td_rules_load(const td_rules_opts *o, td_rules **rules)
 {
     TD_TRY(td_rules_create(rules));
-    for (int i = 0; i < o->n_overrides; i++) TD_TRY(td_rules_add_override(*rules, o->overrides[i]));
     if (!o->rules) return TD_OK;
     char buf[4096];
     return td_rules_load_file(*rules, td_rules_resolve_path(o->rules, TANDEM_SOURCE_DIR "/placement_rules", buf, sizeof buf));
@@ -215,6 +226,11 @@ int td_cmd_rules(int argc, char **argv)
     td_hparams hp;
     td_devices *devices = td_calloc(1, sizeof *devices);
     td_status st = devices ? td_rules_load(&o, &rules) : td_fail(TD_E_NOMEM, "out of memory");
+    if (st == TD_OK && (rc = td_rules_add_overrides(&o, rules)) != 0) {
+        td_rules_free(rules);
+        td_free(devices);
+        return rc;
+    }
     if (st == TD_OK) st = o.model ? td_rules_open_model(o.model, &hp, &dir, &gguf) : td_hparams_load(o.config, &hp);
     if (st == TD_OK) st = td_devices_detect(&o.dev, devices);
     if (st == TD_OK && o.measure_bw) st = td_rules_measure_bw(&o, devices);
@@ -226,6 +242,7 @@ int td_cmd_rules(int argc, char **argv)
     if (st != TD_OK) {
         rc = td_cli_fail("rules", st);
     } else {
+        td_plan_print_idle_rules(plan, rules, "tandem rules: ", stderr);
         if (o.json) {
             char *s = td_plan_json(plan, rules);
             if (s) puts(s);
