@@ -1,5 +1,5 @@
 # Thin wrappers over CMake and ctest, so that the README's two commands work on a fresh machine.
-#   make chat   install dependencies, build, and chat with the bundled model
+#   make chat   install dependencies, build the program, and chat with the bundled model
 #   make test   install dependencies, build, and run the test suite
 # Knobs: BUILD=dir  CUDA=AUTO|ON|OFF  WERROR=1  SANITIZE=1  JOBS=n  TYPE=Release|RelWithDebInfo|Debug
 BUILD    ?= build
@@ -27,8 +27,10 @@ build: configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# A conversation with the default model (until a bundled model ships under models/: the tiny GGUF fixture).
-chat: build
+# A conversation with the bundled model (models/tandem-tiny-q8_0.gguf). Builds the program alone, not the
+# tests; the chat takes the terminal's Ctrl-C for itself, so that leaving it ends make normally.
+chat: configure
+	cmake --build $(BUILD) -j $(JOBS) --target tandem_cli
 	TANDEM_SHARED=$(SHARED) $(BUILD)/bin/tandem chat
 
 clean:
