@@ -128,7 +128,8 @@ static void td_bx_fill_task(const td_pool_task *t, void *arg)
     size_t per = (size_t)w->expert_bytes, chunks = (per + chunk - 1) / chunk;
     size_t n = (size_t)(w->fill_hi - w->fill_lo);
     for (size_t i = (size_t)t->ith; i < n * chunks; i += (size_t)t->nth) {
-        size_t e = (size_t)w->fill_lo + i / chunks, c0 = (i % chunks) * chunk, len = per - c0 < chunk ? per - c0 : chunk;
+        size_t e = (size_t)w->fill_lo + i / chunks, c0 = (i % chunks) * chunk;
+        size_t len = per - c0 < chunk ? per - c0 : chunk;
         td_randw_fill(w->type, w->buf[e] + c0, len, w->seed + e, c0 / (size_t)tt->block_bytes);
     }
 }
@@ -143,7 +144,8 @@ static td_status td_bx_weights_alloc(td_bx_weights *w, int e)
     td_type type = w->type;
     w->phys[e].gate = (td_matrix){type, TD_BX_WIDTH, TD_BX_HIDDEN, b, up_row, NULL, 0, 0, 0, {0, 0}, "gate"};
     w->phys[e].up = (td_matrix){type, TD_BX_WIDTH, TD_BX_HIDDEN, b + mat, up_row, NULL, 0, 0, 0, {0, 0}, "up"};
-    w->phys[e].down = (td_matrix){type, TD_BX_HIDDEN, TD_BX_WIDTH, b + 2 * mat, down_row, NULL, 0, 0, 0, {0, 0}, "down"};
+    w->phys[e].down =
+        (td_matrix){type, TD_BX_HIDDEN, TD_BX_WIDTH, b + 2 * mat, down_row, NULL, 0, 0, 0, {0, 0}, "down"};
     return TD_OK;
 }
 

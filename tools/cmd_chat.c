@@ -156,10 +156,11 @@ static void td_chat_piece(void *user, td_gen_piece kind, const char *s, size_t n
 
 static void td_status_line(td_chat *c, const td_gen_stats *st)
 {
+    const char *full = c->context_shift ? " · context full (the next message drops the oldest turns)"
+                                        : " · context full (/reset)";
     const char *why = st->stop == TD_GEN_STOP_CANCELLED    ? " · stopped"
                       : st->stop == TD_GEN_STOP_MAX_TOKENS ? " · max tokens"
-                      : st->stop == TD_GEN_STOP_CONTEXT    ? (c->context_shift ? " · context full (the next message drops the oldest turns)"
-                                                                                   : " · context full (/reset)")
+                      : st->stop == TD_GEN_STOP_CONTEXT    ? full
                                                            : "";
     char line[320], cached[48] = "";
     if (st->reused_tokens) snprintf(cached, sizeof cached, " (+%lld cached)", (long long)st->reused_tokens);
@@ -201,7 +202,8 @@ static td_status td_chat_prompt(td_chat *c, td_tokens *prompt)
     TD_TRY(td_chat_fit_prompt(&c->rt, &c->conv, room, c->context_shift, prompt, &dropped));
     if (dropped) {
         fflush(stdout);
-        fprintf(stderr, "(context full: dropped the %d oldest turn%s to make room%s; --no-context-shift turns this off)\n",
+        fprintf(stderr,
+                "(context full: dropped the %d oldest turn%s to make room%s; --no-context-shift turns this off)\n",
                 dropped, dropped == 1 ? "" : "s", c->conv.system ? ", the system prompt stays" : "");
     }
     return TD_OK;

@@ -225,8 +225,9 @@ td_status td_chat_check_utf8(const char *what, const char *text, size_t len)
 {
     size_t valid = td_utf8_valid_prefix((const uint8_t *)text, len);
     if (valid == len) return TD_OK;
-    return td_fail(TD_E_FORMAT, "%s is not valid UTF-8 at byte %zu of %zu (0x%02x); convert it to UTF-8 first (e.g. with iconv)",
-                   what, valid, len, (uint8_t)text[valid]);
+    return td_fail(TD_E_FORMAT,
+                   "%s is not valid UTF-8 at byte %zu of %zu (0x%02x); convert it to UTF-8 first (e.g. with iconv)", what,
+                   valid, len, (uint8_t)text[valid]);
 }
 
 td_status td_chat_rt_prompt(const td_chat_rt *rt, const td_chat_msg *msgs, int n, td_tokens *out)
