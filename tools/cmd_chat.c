@@ -292,7 +292,7 @@ static void td_chat_set(td_chat *c, const char *arg)
         return;
     }
     if (sscanf(arg, "%31s %63s %c", key, val, &extra) != 2) {
-        td_chat_complain("usage: /set %s|max <value>", "temp|top_p|top_k|min_p|seed");
+        td_chat_complain("usage: /set temp|top_p|top_k|min_p|seed|max <value>");
         return;
     }
     if (strcmp(key, "max") == 0) {
