@@ -12,11 +12,16 @@ chat() { "$TANDEM" chat --threads 2 --temp 0 -n 10 "$@"; }
 words() { yes the | head -n "$1" | tr '\n' ' '; echo; } # "the" is one token with the bundled tokenizer
 answered() { grep -c '^\[prompt' "$1"; }
 
-# 1, 528 and 3000 tokens in one conversation that holds them all
-{ words 1; words 528; words 3000; } | chat --ctx 4096 > "$tmp/long.out" 2> "$tmp/long.err"; rc=$?
+# 1, 528 and 3000 tokens in one conversation that holds them all (under the sanitizers, whose -O0 build
+# prefills a few tokens a second, 1 and 528: the batch boundary is the point)
+sizes="1 528 3000"; [ "${TANDEM_SANITIZED:-0}" = 1 ] && sizes="1 528"
+for n in $sizes; do words "$n"; done | chat --ctx 4096 > "$tmp/long.out" 2> "$tmp/long.err"; rc=$?
 [ $rc -eq 0 ] || bad "long messages: exit $rc: $(tail -n 3 "$tmp/long.err")"
-[ "$(answered "$tmp/long.err")" = 3 ] || bad "long messages: want 3 answers: $(cat "$tmp/long.err")"
-grep -q '^\[prompt 3[0-9][0-9][0-9] tok' "$tmp/long.err" || bad "the 3000-token message was not prefilled: $(cat "$tmp/long.err")"
+[ "$(answered "$tmp/long.err")" = "$(echo $sizes | wc -w)" ] || bad "long messages ($sizes): not all answered: $(cat "$tmp/long.err")"
+for n in $sizes; do
+  [ "$n" -gt 1 ] || continue
+  grep -q "^\[prompt ${n:0:1}[0-9]\{$((${#n} - 1))\} tok" "$tmp/long.err" || bad "the $n-token message was not prefilled: $(cat "$tmp/long.err")"
+done
 grep -q "dropped" "$tmp/long.err" && bad "turns dropped from a conversation that fits: $(cat "$tmp/long.err")"
 
 # longer than the context: a clear error, the history kept, the next line answered, exit 1
