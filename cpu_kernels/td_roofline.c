@@ -130,7 +130,8 @@ uint64_t td_membw_default_size(uint64_t llc, uint64_t avail, double fill_bps, do
 static uint64_t td_membw_default_bytes(td_cpu *cpu, td_membw_job *proto, double fill_s, td_membw_result *out)
 {
     uint64_t llc = td_cpu_llc_bytes(cpu);
-    out->wanted = 8 * llc > (1ull << 30) ? 8 * llc : (1ull << 30);
+    const char *uncapped;
+    out->wanted = td_membw_default_size(llc, 0, 0, 0, &uncapped); /* the cache rule alone */
     double probe = td_membw_fill_time(cpu, proto, TD_MEMBW_PROBE);
     double fill_bps = probe > 0 ? (double)TD_MEMBW_PROBE / probe : 0;
     return td_membw_default_size(llc, td_mem_available_bytes(), fill_bps, fill_s, &out->capped_by);
