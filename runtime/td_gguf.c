@@ -78,9 +78,25 @@ static td_status td_gguf_index(td_gguf *g)
     return TD_OK;
 }
 
-/* Checks the split keys of every part against its place and the tensor total. */
+static bool td_same_set_id(const td_gguf_kv *a, const td_gguf_kv *b)
+{
+    if (!a || !b) return !a && !b;
+    return a->v.len == b->v.len && memcmp(a->v.data, b->v.data, (size_t)a->v.len) == 0;
+}
+
+/* "'0123456789abcdef'" or "none" (llama.cpp's gguf-split writes none). */
+static const char *td_set_id_text(const td_gguf_kv *id, char *buf, size_t cap)
+{
+    if (!id) return "none";
+    snprintf(buf, cap, "'%.*s'", (int)(id->v.len > 64 ? 64 : id->v.len), (const char *)id->v.data);
+    return buf;
+}
+
+/* The parts must belong together: each one in its place, with the same split.count, split.tensors.count
+ * and set identity as the first, and the tensors they hold adding up to split.tensors.count. */
 static td_status td_check_split(const td_gguf *g)
 {
+    const td_gguf_part *p0 = &g->parts[0];
     int64_t total = 0;
     for (int p = 0; p < g->n_parts; p++) {
         const td_gguf_part *part = &g->parts[p];
@@ -89,13 +105,26 @@ static td_status td_check_split(const td_gguf *g)
                            "%s: split.no = %" PRId64 " and split.count = %" PRId64
                            " do not match its name (part %d of %d); were parts of different models mixed?",
                            part->path, part->split_no, part->split_count, p + 1, g->n_parts);
+        if (!td_same_set_id(part->split_set_id, p0->split_set_id)) {
+            char a[80], b[80];
+            return td_fail(TD_E_FORMAT,
+                           "%s: this part belongs to another set than part 1 (%s): set identity %s here, %s there "
+                           "(%s); an interrupted or failed write may have mixed them: write the whole set again",
+                           part->path, p0->path, td_set_id_text(part->split_set_id, a, sizeof a),
+                           td_set_id_text(p0->split_set_id, b, sizeof b), TD_GGUF_SPLIT_SET_ID);
+        }
+        if (part->split_tensors != p0->split_tensors)
+            return td_fail(TD_E_FORMAT,
+                           "%s: split.tensors.count = %" PRId64 " but part 1 (%s) says %" PRId64
+                           "; the parts come from different sets: convert or download the whole set again",
+                           part->path, part->split_tensors, p0->path, p0->split_tensors);
         total += (int64_t)part->n_tensors;
     }
-    int64_t want = g->parts[0].split_tensors;
+    int64_t want = p0->split_tensors;
     if (want >= 0 && want != total)
         return td_fail(TD_E_FORMAT, "%s: split.tensors.count = %" PRId64 " but the %d parts hold %" PRId64
                        " tensors (a part is missing or from another model)",
-                       g->parts[0].path, want, g->n_parts, total);
+                       p0->path, want, g->n_parts, total);
     return TD_OK;
 }
 

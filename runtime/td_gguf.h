@@ -9,6 +9,9 @@
  *
  * Split models (`<name>-00001-of-00009.gguf` ... with `split.no`, `split.count`, `split.tensors.count`)
  * are opened as one: opening any part finds the others beside it. Metadata comes from the first part.
+ * The parts must belong together: the same split.count and split.tensors.count in each, that many tensors
+ * in all, and the same set identity (TD_GGUF_SPLIT_SET_ID, which tandem writes) in each, or in none (sets
+ * made by llama.cpp's gguf-split).
  *
  * Nothing but headers is read: tensor data stays unmapped-in until a caller touches it. */
 #ifndef TD_GGUF_H
@@ -29,6 +32,8 @@
 #define TD_GGUF_MAX_NAME 255       /* longest tensor name accepted (ggml itself allows 63) */
 #define TD_GGUF_MAX_KEY 65535      /* longest metadata key (the spec's limit) */
 #define TD_GGUF_MAX_ARRAY_DEPTH 8  /* nesting of arrays of arrays */
+/* The metadata key of a split set's identity, a string in every part that tandem writes. */
+#define TD_GGUF_SPLIT_SET_ID "split.tandem.set_id"
 
 /* Metadata value types, numbered as in the file. */
 typedef enum td_gguf_vtype {
