@@ -200,22 +200,30 @@ td_status td_gguf_open(const char *path, td_gguf **out)
     return TD_OK;
 }
 
-td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *name, td_gguf **out)
+/* as_set: check the parts as the parts of one split model */
+static td_status td_open_memory(const uint8_t *const *data, const uint64_t *size, int n, const char *name, bool as_set,
+                                td_gguf **out)
 {
     *out = NULL;
+    if (n < 1 || n > 65535) return td_fail(TD_E_ARG, "%s: %d parts (1 to 65535)", name, n);
     td_gguf *g = td_calloc(1, sizeof *g);
     if (!g) return td_fail(TD_E_NOMEM, "out of memory");
     td_status st = TD_OK;
-    g->parts = td_calloc(1, sizeof *g->parts);
+    g->parts = td_calloc((size_t)n, sizeof *g->parts);
     if (!g->parts) st = td_fail(TD_E_NOMEM, "out of memory");
-    if (st == TD_OK) {
-        g->n_parts = 1;
-        g->parts[0].path = td_strdup(name);
-        g->parts[0].base = data;
-        g->parts[0].size = size;
-        if (!g->parts[0].path) st = td_fail(TD_E_NOMEM, "out of memory");
+    else g->n_parts = n;
+    for (int p = 0; p < n && st == TD_OK; p++) {
+        td_gguf_part *part = &g->parts[p];
+        char label[64];
+        snprintf(label, sizeof label, n > 1 ? "part %d of %s" : "%.0d%s", p + 1, name);
+        part->path = td_strdup(n > 1 ? label : name);
+        part->base = data[p];
+        part->size = size[p];
+        if (!part->path) st = td_fail(TD_E_NOMEM, "out of memory");
+        if (st == TD_OK) st = td_gguf_parse_part(part);
     }
-    if (st == TD_OK) st = td_gguf_parse_part(&g->parts[0]);
+    /* parts given as a set must say so, as files named -0000N-of-0000M.gguf must */
+    if (st == TD_OK && as_set && (n > 1 || g->parts[0].split_count > 1)) st = td_check_split(g);
     if (st == TD_OK) st = td_gguf_index(g);
     if (st != TD_OK) {
         td_gguf_close(g);
@@ -223,6 +231,17 @@ td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *na
     }
     *out = g;
     return TD_OK;
+}
+
+td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *name, td_gguf **out)
+{
+    return td_open_memory(&data, &size, 1, name, false, out);
+}
+
+td_status td_gguf_open_memory_parts(const uint8_t *const *data, const uint64_t *size, int n, const char *name,
+                                    td_gguf **out)
+{
+    return td_open_memory(data, size, n, name, true, out);
 }
 
 void td_gguf_close(td_gguf *g)

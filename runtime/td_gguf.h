@@ -104,6 +104,11 @@ typedef struct td_gguf td_gguf;
 td_status td_gguf_open(const char *path, td_gguf **out);
 /* Parses a single GGUF image held in memory (not copied; it must outlive the context). */
 td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *name, td_gguf **out);
+/* The n parts of a split model held in memory, in order, checked as td_gguf_open checks the files of one
+ * (their split keys, tensor counts and set identity). One image that says it is a part of several is
+ * refused. */
+td_status td_gguf_open_memory_parts(const uint8_t *const *data, const uint64_t *size, int n, const char *name,
+                                    td_gguf **out);
 void td_gguf_close(td_gguf *g);
 
 int td_gguf_file_count(const td_gguf *g);

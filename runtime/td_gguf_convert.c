@@ -443,9 +443,9 @@ static td_status td_put_chat_template(td_conv *c, const char *model_name, const 
     } else {
         t = td_template_detect(NULL, model_name, &why);
         if (!p->model.quiet)
-            fprintf(stderr, "tandem convert: the source has no chat template; writing tandem's %s (%s; --template "
-                            "v3|r1|v3.1 chooses)\n",
-                    td_template_name(t), why);
+            fprintf(stderr, "tandem convert: the source has no chat template; writing tandem's %s template (%s; "
+                            "--template v3|r1|v3.1 picks another)\n",
+                    td_template_name(t), strncmp(why, "the default", 11) == 0 ? "the default" : why);
     }
     return td_gguf_set_str(c->w, "tokenizer.chat_template", td_template_jinja(t));
 }

@@ -499,6 +499,52 @@ static void test_split_belonging(void)
     }
 }
 
+/* The same checks on parts held in memory (what the fuzz target drives). */
+static void test_split_memory(void)
+{
+    const char *dir = td_test_tmpdir();
+    char path[512];
+    uint8_t *data[3] = {NULL, NULL, NULL};
+    uint64_t size[3];
+    static const char *const ids[2][3] = {{"00000000000000aa", "00000000000000aa", "00000000000000aa"},
+                                          {"00000000000000aa", "00000000000000cc", "00000000000000aa"}};
+    for (int k = 0; k < 2; k++) {
+        for (int p = 0; p < 3; p++) {
+            write_part_id(dir, "mem", p, 3, p, 3, NULL, ids[k][p]);
+            snprintf(path, sizeof path, "%s/mem-%05d-of-00003.gguf", dir, p + 1);
+            FILE *f = fopen(path, "rb");
+            TD_CHECK(f != NULL);
+            if (!f) return;
+            fseek(f, 0, SEEK_END);
+            size[p] = (uint64_t)ftell(f);
+            fseek(f, 0, SEEK_SET);
+            free(data[p]);
+            data[p] = malloc(size[p]);
+            TD_CHECK(data[p] && fread(data[p], 1, size[p], f) == size[p]);
+            fclose(f);
+            remove(path);
+        }
+        const uint8_t *parts[3] = {data[0], data[1], data[2]};
+        td_gguf *g = NULL;
+        td_status st = td_gguf_open_memory_parts(parts, size, 3, "mem.gguf", &g);
+        if (k == 0) {
+            TD_CHECKF(st == TD_OK && td_gguf_file_count(g) == 3 && td_gguf_tensor_count(g) == 3, "%s", td_errmsg());
+            td_gguf_close(g);
+            const uint8_t *swapped[3] = {data[1], data[0], data[2]};
+            uint64_t swapped_size[3] = {size[1], size[0], size[2]};
+            TD_CHECK(td_gguf_open_memory_parts(swapped, swapped_size, 3, "mem.gguf", &g) == TD_E_FORMAT &&
+                     strstr(td_errmsg(), "split.no"));
+            /* one part of three, alone */
+            TD_CHECK(td_gguf_open_memory_parts(parts + 1, size + 1, 1, "mem.gguf", &g) == TD_E_FORMAT && !g);
+            TD_CHECK(td_gguf_open_memory(parts[1], size[1], "mem.gguf", &g) == TD_OK); /* a single image */
+            td_gguf_close(g);
+        } else {
+            TD_CHECK(st == TD_E_FORMAT && !g && strstr(td_errmsg(), "another set"));
+        }
+    }
+    for (int p = 0; p < 3; p++) free(data[p]);
+}
+
 static void test_split(void)
 {
     const char *dir = td_test_tmpdir();
@@ -591,6 +637,7 @@ int main(void)
     test_unsupported_types();
     test_split();
     test_split_belonging();
+    test_split_memory();
     test_oom();
     rmdir(td_test_tmpdir());
     return td_test_finish();
