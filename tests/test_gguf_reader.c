@@ -504,7 +504,7 @@ static void test_split_memory(void)
 {
     const char *dir = td_test_tmpdir();
     char path[512];
-    uint8_t *data[3] = {NULL, NULL, NULL};
+    char *data[3] = {NULL, NULL, NULL};
     uint64_t size[3];
     static const char *const ids[2][3] = {{"00000000000000aa", "00000000000000aa", "00000000000000aa"},
                                           {"00000000000000aa", "00000000000000cc", "00000000000000aa"}};
@@ -512,25 +512,18 @@ static void test_split_memory(void)
         for (int p = 0; p < 3; p++) {
             write_part_id(dir, "mem", p, 3, p, 3, NULL, ids[k][p]);
             snprintf(path, sizeof path, "%s/mem-%05d-of-00003.gguf", dir, p + 1);
-            FILE *f = fopen(path, "rb");
-            TD_CHECK(f != NULL);
-            if (!f) return;
-            fseek(f, 0, SEEK_END);
-            size[p] = (uint64_t)ftell(f);
-            fseek(f, 0, SEEK_SET);
-            free(data[p]);
-            data[p] = malloc(size[p]);
-            TD_CHECK(data[p] && fread(data[p], 1, size[p], f) == size[p]);
-            fclose(f);
+            td_free(data[p]);
+            TD_CHECK(td_read_text_file(path, 1u << 20, &data[p], &size[p]) == TD_OK);
             remove(path);
+            if (!data[p]) return;
         }
-        const uint8_t *parts[3] = {data[0], data[1], data[2]};
+        const uint8_t *parts[3] = {(uint8_t *)data[0], (uint8_t *)data[1], (uint8_t *)data[2]};
         td_gguf *g = NULL;
         td_status st = td_gguf_open_memory_parts(parts, size, 3, "mem.gguf", &g);
         if (k == 0) {
             TD_CHECKF(st == TD_OK && td_gguf_file_count(g) == 3 && td_gguf_tensor_count(g) == 3, "%s", td_errmsg());
             td_gguf_close(g);
-            const uint8_t *swapped[3] = {data[1], data[0], data[2]};
+            const uint8_t *swapped[3] = {parts[1], parts[0], parts[2]};
             uint64_t swapped_size[3] = {size[1], size[0], size[2]};
             TD_CHECK(td_gguf_open_memory_parts(swapped, swapped_size, 3, "mem.gguf", &g) == TD_E_FORMAT &&
                      strstr(td_errmsg(), "split.no"));
@@ -542,7 +535,7 @@ static void test_split_memory(void)
             TD_CHECK(st == TD_E_FORMAT && !g && strstr(td_errmsg(), "another set"));
         }
     }
-    for (int p = 0; p < 3; p++) free(data[p]);
+    for (int p = 0; p < 3; p++) td_free(data[p]);
 }
 
 static void test_split(void)

@@ -4,6 +4,7 @@
 
 #include "td_alloc.h"
 #include "td_gguf_write.h"
+#include "td_mmap.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -179,26 +180,19 @@ static int count_files(const char *part)
     return n;
 }
 
-static char *read_all(const char *path, size_t *len)
+static char *read_all(const char *path, uint64_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    *len = p && fread(p, 1, (size_t)n, f) == (size_t)n ? (size_t)n : 0;
-    fclose(f);
-    return p;
+    char *p = NULL;
+    return td_read_text_file(path, 1u << 20, &p, len) == TD_OK ? p : NULL;
 }
 
 static bool same_file(const char *a, const char *b)
 {
-    size_t na = 0, nb = 0;
+    uint64_t na = 0, nb = 0;
     char *pa = read_all(a, &na), *pb = read_all(b, &nb);
-    bool same = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
-    free(pa);
-    free(pb);
+    bool same = pa && pb && na == nb && memcmp(pa, pb, (size_t)na) == 0;
+    td_free(pa);
+    td_free(pb);
     return same;
 }
 
@@ -207,14 +201,13 @@ static bool part_set_id(const char *stem, int no, int count, char *out, size_t c
 {
     char path[600];
     td_gguf_split_path(stem, no, count, path, sizeof path);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    buf = (uint8_t *)read_all(path, &len);
+    uint64_t len = 0;
+    uint8_t *buf = (uint8_t *)read_all(path, &len);
     td_gguf *g = NULL;
     bool ok = buf && td_gguf_open_memory(buf, len, path, &g) == TD_OK &&
               td_gguf_get_str_copy(g, TD_GGUF_SPLIT_SET_ID, out, cap) == TD_OK;
     td_gguf_close(g);
-    free(buf);
+    td_free(buf);
     return ok;
 }
 
