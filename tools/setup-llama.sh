@@ -15,7 +15,7 @@
 set -eu
 VERSION=3.21.1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DEPS=${TANDEM_DEPS_DIR:-$ROOT/.deps}
+DEPS=${TANDEM_LLAMA_DIR:-$ROOT/.deps}   # the same variable tells CMake where to look
 NPM_DIR=$DEPS/npm
 SRC_DIR=$DEPS/llama.cpp
 BIN_PKG=$NPM_DIR/node_modules/@node-llama-cpp/linux-x64
