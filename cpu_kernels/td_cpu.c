@@ -325,7 +325,9 @@ void td_cpu_ffn(td_cpu *cpu, const td_ffn_weights *f, const float *x, int64_t n,
 
 void td_cpu_moe(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const td_moe_batch *b)
 {
+    /* the scratch holds max_tokens x top_k slots and counts for max_experts experts */
     TD_ASSERT(b->n_tok <= cpu->p.max_tokens);
+    TD_ASSERT(cpu->ref || (b->k <= cpu->moe.top_k && n_experts <= cpu->moe.max_experts));
     if (cpu->ref) td_moe_ref(cpu, experts, n_experts, b);
     else td_moe_run(cpu, experts, n_experts, b);
 }

@@ -4,7 +4,8 @@
 
 #include "td_alloc.h"
 #include "td_dequant.h"
-#include "td_gguf.h"
+#include "td_gguf_model.h"
+#include "td_ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,11 +35,31 @@ static td_status td_b_missing(td_builder *b, const char *name)
                    b->src, name);
 }
 
+static bool td_b_is_gguf(const td_builder *b)
+{
+    return strcmp(b->m->format, "gguf") == 0;
+}
+
+/* A tensor as the user's file names it: a GGUF's own name first ("blk.2.ffn_norm.weight
+ * (model.layers.2.post_attention_layernorm.weight)"), the checkpoint's name otherwise. */
+static const char *td_b_shown(const td_builder *b, const char *name, char *buf, size_t cap)
+{
+    char gguf[256];
+    int expert;
+    if (!td_b_is_gguf(b) || !td_gguf_name_from_hf(name, gguf, sizeof gguf, &expert)) return name;
+    if (expert >= 0) snprintf(buf, cap, "%s, expert %d (%s)", gguf, expert, name);
+    else snprintf(buf, cap, "%s (%s)", gguf, name);
+    return buf;
+}
+
 static td_status td_b_shape_error(td_builder *b, const td_tensor *t, const char *want)
 {
-    char got[96];
-    return td_fail(TD_E_FORMAT, "%s: tensor '%s' has shape %s, expected %s (does config.json match the weights?)",
-                   b->src, t->name, td_tensor_shape_str(t, got, sizeof got), want);
+    char got[96], shown[600];
+    const char *hint = td_b_is_gguf(b) ? "the file's deepseek2.* metadata disagrees with its tensors: a corrupt or "
+                                         "mis-converted GGUF?"
+                                       : "does config.json match the weights?";
+    return td_fail(TD_E_FORMAT, "%s: tensor '%s' has shape %s, expected %s (%s)", b->src,
+                   td_b_shown(b, t->name, shown, sizeof shown), td_tensor_shape_str(t, got, sizeof got), want, hint);
 }
 
 static td_status td_b_fp8_scale(td_builder *b, const td_tensor *t, td_matrix *out)
@@ -122,6 +143,32 @@ static td_status td_b_own(td_builder *b, void *p)
     return TD_OK;
 }
 
+/* Norms, biases and the router are small and every token passes through them, so one NaN or Inf there
+ * (a damaged file) is refused at load, by name, rather than met as empty output later. */
+static td_status td_b_finite(td_builder *b, const char *name, const float *v, int64_t n, int64_t first_index)
+{
+    int64_t i = td_first_nonfinite(v, n);
+    if (i < 0) return TD_OK;
+    char shown[600];
+    return td_fail(TD_E_FORMAT,
+                   "%s: tensor '%s' holds non-finite (NaN/Inf) values (element %lld is %g): the file is damaged; "
+                   "download or convert it again",
+                   b->src, td_b_shown(b, name, shown, sizeof shown), (long long)(first_index + i), (double)v[i]);
+}
+
+static td_status td_b_finite_matrix(td_builder *b, const td_matrix *w)
+{
+    float *row = td_malloc((size_t)w->cols * sizeof *row);
+    if (!row) return td_fail(TD_E_NOMEM, "out of memory");
+    td_status st = TD_OK;
+    for (int64_t r = 0; r < w->rows && st == TD_OK; r++) {
+        td_matrix_dequant_row(w, r, row);
+        st = td_b_finite(b, w->name, row, w->cols, r * w->cols);
+    }
+    td_free(row);
+    return st;
+}
+
 /* A 1-D float vector of n elements, converted to an owned float32 copy. */
 static td_status td_b_vector(td_builder *b, const char *name, int64_t n, const float **out)
 {
@@ -140,6 +187,7 @@ static td_status td_b_vector(td_builder *b, const char *name, int64_t n, const f
     if (!v) return td_fail(TD_E_NOMEM, "out of memory");
     f(t->data, v, n);
     TD_TRY(td_b_own(b, v));
+    TD_TRY(td_b_finite(b, name, v, n, 0));
     td_b_count(b, t);
     *out = v;
     return TD_OK;
@@ -234,6 +282,7 @@ static td_status td_b_mlp(td_builder *b, const char *p, int layer, td_layer_weig
     td_b_module(b, TD_MODULE_ROUTER, layer, "%s.mlp.gate", p);
     snprintf(n, sizeof n, "%s.mlp.gate.weight", p);
     TD_TRY(td_b_matrix(b, n, E, H, &moe->router));
+    TD_TRY(td_b_finite_matrix(b, &moe->router));
     if (hp->topk_method == TD_TOPK_NOAUX_TC) {
         snprintf(n, sizeof n, "%s.mlp.gate.e_score_correction_bias", p);
         TD_TRY(td_b_vector(b, n, E, &moe->bias));

@@ -1,14 +1,21 @@
 #include "td_mtp_spec.h"
 
 #include "td_alloc.h"
-#include "td_clock.h"
+#include "td_mtp_cost.h"
 #include "td_session_impl.h" /* the model behind the session: its vocabulary and name */
 
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
-#define TD_MTP_AUTO_BLOCK 4 /* auto: timed steps per turn, so both ways see the same stretch of text */
+/* auto: the acceptance assumed before any draft has been judged, worth this many drafts. DeepSeek-V3
+ * reports 0.85-0.9 for its MTP block; the bundled model accepts about 0.66. */
+#define TD_MTP_PRIOR_ACCEPT 0.7
+#define TD_MTP_PRIOR_DRAFTS 8.0
+/* auto starts drafting only for an expected gain of 5% or more: the costs are medians of a few noisy runs
+ * and model a step only roughly (the bundled model runs at 0.74-0.81x where 0.8-0.9x is expected), so a
+ * thinner gain is as likely a loss, and plain decoding loses nothing there. Drafting stops below 1. */
+#define TD_MTP_START_MARGIN 1.05
 
 struct td_mtp_spec {
     td_generator *g;
@@ -21,11 +28,7 @@ struct td_mtp_spec {
     float *dlog;   /* [V]: a drafter's logits */
     /* auto */
     bool decided, use_mtp;
-    bool block_mtp;   /* the turn being measured */
-    int block_done;   /* timed steps of this turn */
-    bool warm_needed; /* the first speculative step of a turn catches the MTP rows up: not timed */
-    int64_t timed_steps[2], timed_tokens[2];
-    double timed_s[2];
+    td_mtp_cost cost; /* seconds of a plain and of a speculative step, measured or cached */
     /* totals */
     int64_t spec_steps, plain_steps, drafted, accepted;
 };
@@ -169,51 +172,71 @@ static td_status td_spec_step(td_mtp_spec *sp, td_generator *g, int32_t *out, in
 
 /* ------------------------------------------------------------------ auto */
 
-static void td_auto_decide(td_mtp_spec *sp)
+/* The acceptance so far in this spec's life (the whole conversation), pulled toward the prior while few
+ * drafts have been judged. */
+static double td_auto_acceptance(const td_mtp_spec *sp)
 {
-    int want = sp->p.auto_steps;
-    if (sp->timed_steps[0] < want || sp->timed_steps[1] < want) return;
-    double plain = (double)sp->timed_tokens[0] / sp->timed_s[0], mtp = (double)sp->timed_tokens[1] / sp->timed_s[1];
-    sp->decided = true;
-    sp->use_mtp = mtp > plain;
-    if (!sp->p.drafter) td_session_mtp_keep_up(td_generator_session(sp->g), sp->use_mtp);
+    return ((double)sp->accepted + TD_MTP_PRIOR_ACCEPT * TD_MTP_PRIOR_DRAFTS) /
+           ((double)sp->drafted + TD_MTP_PRIOR_DRAFTS);
 }
 
-static void td_auto_record(td_mtp_spec *sp, bool mtp, int tokens, double seconds)
+/* Tokens a speculative step yields on average: the accepted drafts, each kept only if the ones before it
+ * were, plus the token after them: 1 + a + ... + a^k. */
+static double td_auto_tokens_per_step(const td_mtp_spec *sp)
 {
-    sp->timed_steps[mtp] += 1;
-    sp->timed_tokens[mtp] += tokens;
-    sp->timed_s[mtp] += seconds;
-    if (++sp->block_done == TD_MTP_AUTO_BLOCK) {
-        sp->block_done = 0;
-        sp->block_mtp = !sp->block_mtp;
-        sp->warm_needed = sp->block_mtp;
+    double a = td_auto_acceptance(sp), sum = 1, term = 1;
+    for (int i = 0; i < sp->p.k; i++) sum += term *= a;
+    return sum;
+}
+
+static double td_auto_speedup(const td_mtp_spec *sp)
+{
+    return td_auto_tokens_per_step(sp) * sp->cost.plain_s / sp->cost.spec_s;
+}
+
+/* Speculate while the expected tokens per second beat plain decoding. Plain decoding judges no drafts,
+ * so once chosen it stays. */
+static void td_auto_decide(td_mtp_spec *sp)
+{
+    bool was = sp->use_mtp;
+    sp->use_mtp = td_auto_speedup(sp) > 1.0;
+    if (sp->use_mtp != was && !sp->p.drafter) td_session_mtp_keep_up(td_generator_session(sp->g), sp->use_mtp);
+}
+
+/* The cost from the cache, or measured now on the (fresh) session and cached. A session without room to
+ * measure decodes plainly. */
+static td_status td_auto_setup(td_mtp_spec *sp)
+{
+    td_session *s = td_generator_session(sp->g);
+    char key[2048];
+    td_mtp_cost_key(s, sp->p.k, key, sizeof key);
+    if (!td_mtp_cost_load(sp->p.cost_cache, key, &sp->cost)) {
+        td_status st = td_mtp_cost_measure(s, sp->p.k, !sp->p.drafter, sp->logits, &sp->cost);
+        if (st == TD_E_ARG) {
+            td_err_clear();
+            sp->decided = true;
+            return TD_OK;
+        }
+        TD_TRY(st);
+        td_mtp_cost_save(sp->p.cost_cache, key, &sp->cost);
     }
-    td_auto_decide(sp);
+    sp->decided = true;
+    sp->use_mtp = td_auto_speedup(sp) > TD_MTP_START_MARGIN;
+    return TD_OK;
 }
 
 td_status td_mtp_spec_step(td_generator *g, void *ctx, int32_t *out, int *n, int max_out)
 {
     td_mtp_spec *sp = ctx;
-    bool measuring = sp->p.mode == TD_MTP_AUTO && !sp->decided;
-    bool mtp = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && (measuring ? sp->block_mtp : sp->use_mtp));
-    const int32_t *pend;
-    /* the first step after a prompt has its token for free: timing it would flatter either way */
-    bool timed = measuring && td_generator_pending(g, &pend) > 0;
-    double t0 = td_now();
-    bool speculated = false;
-    if (mtp) {
-        TD_TRY(td_spec_step(sp, g, out, n, max_out, &speculated));
-    } else {
+    bool mtp = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && sp->use_mtp);
+    if (!mtp) {
         TD_TRY(td_plain_step(g, out, n));
         sp->plain_steps++;
-    }
-    if (!timed || (mtp && !speculated)) return TD_OK;
-    if (mtp && sp->warm_needed) {
-        sp->warm_needed = false;
         return TD_OK;
     }
-    td_auto_record(sp, mtp, *n, td_now() - t0);
+    bool speculated;
+    TD_TRY(td_spec_step(sp, g, out, n, max_out, &speculated));
+    if (speculated && sp->p.mode == TD_MTP_AUTO) td_auto_decide(sp);
     return TD_OK;
 }
 
@@ -224,12 +247,9 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
     *out = NULL;
     td_mtp_params params = p ? *p : (td_mtp_params){.mode = TD_MTP_ON};
     if (params.k == 0) params.k = 1;
-    if (params.auto_steps == 0) params.auto_steps = 12;
     if ((unsigned)params.mode >= TD_MTP_MODE_COUNT) return td_fail(TD_E_ARG, "unknown MTP mode %d", params.mode);
     if (params.k < 1 || params.k > TD_MTP_MAX_DRAFTS)
         return td_fail(TD_E_ARG, "%d MTP drafts per step is out of range (1..%d)", params.k, TD_MTP_MAX_DRAFTS);
-    if (params.auto_steps < 1 || params.auto_steps > 100000)
-        return td_fail(TD_E_ARG, "%d timed steps for --mtp auto is out of range (1..100000)", params.auto_steps);
     td_session *s = td_generator_session(g);
     const td_model *m = s->e->model;
     if (params.mode != TD_MTP_OFF && !params.drafter && !td_session_has_mtp(s))
@@ -251,10 +271,16 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
         td_mtp_spec_free(sp);
         return td_fail(TD_E_NOMEM, "out of memory for speculation buffers (%zu logits)", (2 * k + 3) * V);
     }
-    sp->block_mtp = true;
-    sp->warm_needed = true;
+    if (params.mode == TD_MTP_AUTO) {
+        td_status st = td_auto_setup(sp);
+        if (st != TD_OK) {
+            td_mtp_spec_free(sp);
+            return st;
+        }
+    }
     if (params.mode != TD_MTP_OFF) {
-        if (!params.drafter) td_session_mtp_keep_up(s, true);
+        bool drafting = params.mode == TD_MTP_ON || sp->use_mtp;
+        if (!params.drafter) td_session_mtp_keep_up(s, drafting);
         td_generator_set_step(g, td_mtp_spec_step, sp);
         sp->installed = true;
     }
@@ -282,10 +308,11 @@ void td_mtp_spec_stats(const td_mtp_spec *sp, td_mtp_stats *out)
     out->mode = sp->p.mode;
     out->k = sp->p.k;
     out->decided = sp->decided;
-    out->drafting = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && (!sp->decided || sp->use_mtp));
-    out->plain_tok_s = sp->timed_s[0] > 0 ? (double)sp->timed_tokens[0] / sp->timed_s[0] : 0;
-    out->mtp_tok_s = sp->timed_s[1] > 0 ? (double)sp->timed_tokens[1] / sp->timed_s[1] : 0;
-    out->speedup = sp->decided ? out->mtp_tok_s / out->plain_tok_s : NAN;
+    out->drafting = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && sp->use_mtp);
+    bool costed = sp->cost.plain_s > 0 && sp->cost.spec_s > 0;
+    out->plain_tok_s = costed ? 1.0 / sp->cost.plain_s : 0;
+    out->mtp_tok_s = costed ? td_auto_tokens_per_step(sp) / sp->cost.spec_s : 0;
+    out->speedup = costed ? out->mtp_tok_s / out->plain_tok_s : NAN;
     out->spec_steps = sp->spec_steps;
     out->plain_steps = sp->plain_steps;
     out->drafted = sp->drafted;

@@ -167,13 +167,15 @@ static td_status td_st_check_layout(td_st_header *h, const char *path)
 td_status td_st_parse(const uint8_t *bytes, uint64_t size, const char *path, td_st_header *out)
 {
     memset(out, 0, sizeof *out);
+    if (size == 0) return td_fail(TD_E_FORMAT, "%s: empty file (0 bytes): a download that did not finish?", path);
     if (size < 8)
-        return td_fail(TD_E_FORMAT, "%s: %llu bytes is too short for a safetensors file (truncated?)", path,
-                       (unsigned long long)size);
+        return td_fail(TD_E_FORMAT, "%s: %llu bytes is too short for a safetensors file (a truncated download?)",
+                       path, (unsigned long long)size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | bytes[i];
     if (hlen > size - 8)
-        return td_fail(TD_E_FORMAT, "%s: header length %llu runs past the end of the file (%llu bytes; truncated?)",
+        return td_fail(TD_E_FORMAT,
+                       "%s: header length %llu runs past the end of the file (%llu bytes): a truncated download?",
                        path, (unsigned long long)hlen, (unsigned long long)size);
     if (hlen > TD_ST_MAX_HEADER)
         return td_fail(TD_E_FORMAT, "%s: header length %llu exceeds the format's 100 MB limit", path,

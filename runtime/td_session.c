@@ -35,11 +35,13 @@ static void td_mlp_forward(td_session *s, const td_layer_weights *l, int64_t n, 
     for (int64_t t = 0; t < n; t++) td_rmsnorm(sc->xn + t * H, sc->x + t * H, l->ffn_norm, H, hp->rms_norm_eps);
     if (!l->is_moe) {
         td_cpu_ffn(cpu, &l->dense, sc->xn, n, sc->tmp);
+        td_probe(s, l->index, TD_SITE_DENSE, sc->tmp, n, H);
         for (int64_t i = 0; i < n * H; i++) sc->x[i] += sc->tmp[i];
         return;
     }
     int k = hp->n_experts_per_tok;
     td_router_select(s, &l->moe, sc->xn, n, sc->ids, sc->weights);
+    td_probe(s, l->index, TD_SITE_ROUTER, sc->weights, n, k);
     if (s->expert_counts && n <= TD_EXPERT_COUNT_MAX_BATCH) td_count_experts(&s->expert_counts[l->index], sc->ids, n, k);
     if (trace_topk) {
         memcpy(trace_topk, sc->ids, (size_t)(n * k) * sizeof(int32_t));
@@ -48,8 +50,11 @@ static void td_mlp_forward(td_session *s, const td_layer_weights *l, int64_t n, 
     memset(sc->moe_out, 0, (size_t)(n * H) * sizeof(float));
     td_moe_batch b = {.n_tok = n, .k = k, .ids = sc->ids, .weights = sc->weights, .x = sc->xn, .out = sc->moe_out};
     td_cpu_moe(cpu, l->moe.experts, hp->n_routed_experts, &b);
+    td_probe(s, l->index, TD_SITE_EXPERTS, sc->moe_out, n, H);
+    if (s->finite.found && s->finite.site == TD_SITE_EXPERTS) td_probe_find_expert(s, &l->moe, sc->xn, sc->ids);
     if (l->moe.has_shared) {
         td_cpu_ffn(cpu, &l->moe.shared, sc->xn, n, sc->tmp);
+        td_probe(s, l->index, TD_SITE_SHARED, sc->tmp, n, H);
         for (int64_t i = 0; i < n * H; i++) sc->moe_out[i] += sc->tmp[i];
     }
     for (int64_t i = 0; i < n * H; i++) sc->x[i] += sc->moe_out[i];
@@ -59,6 +64,7 @@ void td_layer_forward(td_session *s, const td_layer_weights *l, td_kv_layer *kv,
                       int32_t *trace_topk)
 {
     td_attention_forward(s, &l->attn, kv, pos0, n);
+    td_probe(s, l->index, TD_SITE_ATTN, s->s.tmp, n, s->e->model->hp.hidden_size); /* tmp: the o_proj output */
     td_mlp_forward(s, l, n, trace_topk);
 }
 
@@ -100,22 +106,103 @@ static void td_embed(td_session *s, const td_matrix *embed, const int32_t *token
     for (int64_t t = 0; t < n; t++) td_matrix_dequant_row(embed, tokens[t], out + t * H);
 }
 
-static td_status td_forward_chunk(td_session *s, const int32_t *tokens, int64_t n, float *logits_all,
-                                  float *hidden_all)
+/* One forward call's rows: the tokens, the MTP block's input hidden rows, and the optional outputs. */
+typedef struct td_chunk {
+    const int32_t *tokens;
+    const float *hidden; /* MTP only: [n][H] */
+    int64_t n;
+    float *logits_all;   /* [n][V] or NULL */
+    float *hidden_all;   /* [n][H] or NULL */
+} td_chunk;
+
+typedef void (*td_chunk_fn)(td_session *s, const td_chunk *c);
+
+/* The final norm's rows (all of them) and the logits (the rows computed) while probing. */
+static void td_probe_head(td_session *s, int layer, const td_chunk *c, const float *last_logits)
+{
+    const td_hparams *hp = &s->e->model->hp;
+    td_probe(s, layer, TD_SITE_FINAL_NORM, s->s.xn, c->n, hp->hidden_size);
+    if (c->logits_all) {
+        td_probe(s, layer, TD_SITE_HEAD, c->logits_all, c->n, hp->vocab_size);
+    } else {
+        td_probe(s, layer, TD_SITE_HEAD, last_logits, 1, hp->vocab_size);
+        if (s->finite.found && s->finite.site == TD_SITE_HEAD) s->finite.row = c->n - 1;
+    }
+}
+
+/* Embedding, decoder layers and head of the main model at s->pos (which does not advance). */
+static void td_main_compute(td_session *s, const td_chunk *c)
 {
     const td_model *m = s->e->model;
-    int64_t H = m->hp.hidden_size, p0 = s->pos;
+    int64_t H = m->hp.hidden_size, n = c->n;
     td_trace *tr = s->trace;
-    memcpy(s->tokens + p0, tokens, (size_t)n * sizeof(int32_t));
-    if (m->mtp && !hidden_all) hidden_all = s->mtp.chunk_hidden; /* the MTP rows need every position's hidden */
-    td_embed(s, &m->embed, tokens, n, s->s.x);
+    td_embed(s, &m->embed, c->tokens, n, s->s.x);
+    td_probe(s, -1, TD_SITE_EMBED, s->s.x, n, H);
     if (tr && tr->hidden && tr->hidden[0]) memcpy(tr->hidden[0], s->s.x, (size_t)(n * H) * sizeof(float));
     for (int l = 0; l < m->hp.n_layers; l++) {
         int32_t *topk = tr && tr->topk ? tr->topk[l] : NULL;
         td_layer_forward(s, &m->layers[l], &s->kv[l], s->pos, n, topk);
         if (tr && tr->hidden && tr->hidden[l + 1]) memcpy(tr->hidden[l + 1], s->s.x, (size_t)(n * H) * sizeof(float));
     }
-    td_head(s, m->norm, &m->head, n, logits_all, hidden_all, s->logits, s->hidden);
+    td_head(s, m->norm, &m->head, n, c->logits_all, c->hidden_all, s->logits, s->hidden);
+    td_probe_head(s, -1, c, s->logits);
+}
+
+/* The MTP block at s->mtp_pos (which does not advance): x = eh_proj([enorm(emb(t+1)); hnorm(h_t)]), the
+ * embedding first, then its decoder layer and head. */
+static void td_mtp_compute(td_session *s, const td_chunk *c)
+{
+    const td_model *m = s->e->model;
+    const td_mtp_weights *w = m->mtp;
+    int64_t H = m->hp.hidden_size, n = c->n;
+    int L = m->hp.n_layers;
+    double eps = m->hp.rms_norm_eps;
+    td_scratch *sc = &s->s;
+    td_embed(s, &w->embed, c->tokens, n, sc->tmp);
+    td_probe(s, L, TD_SITE_EMBED, sc->tmp, n, H);
+    for (int64_t t = 0; t < n; t++) {
+        td_rmsnorm(sc->emb2 + t * 2 * H, sc->tmp + t * H, w->enorm, H, eps);
+        td_rmsnorm(sc->emb2 + t * 2 * H + H, c->hidden + t * H, w->hnorm, H, eps);
+    }
+    td_cpu_linear(s->e->cpu, &w->eh_proj, sc->emb2, n, sc->x);
+    td_probe(s, L, TD_SITE_MTP_PROJ, sc->x, n, H);
+    td_layer_forward(s, &w->layer, &s->mtp_kv, s->mtp_pos, n, NULL);
+    td_head(s, w->head_norm, &w->head, n, c->logits_all, c->hidden_all, s->mtp_logits, NULL);
+    td_probe_head(s, L, c, s->mtp_logits);
+}
+
+/* Runs a chunk and checks what it hands on: every row of the outputs given, else the last row's logits and
+ * hidden (what decoding reads). On a NaN or Inf the chunk runs again with the probes on, to name the module
+ * where it first appears; the positions have not advanced, so the session stays usable. */
+static td_status td_chunk_run(td_session *s, td_chunk_fn compute, const td_chunk *c, int64_t pos0,
+                              const float *last_logits, const float *last_hidden, const char *what)
+{
+    const td_hparams *hp = &s->e->model->hp;
+    compute(s, c);
+    const float *lg = c->logits_all ? c->logits_all : last_logits, *hd = c->hidden_all ? c->hidden_all : last_hidden;
+    int64_t rows = c->logits_all ? c->n : 1, hrows = c->hidden_all ? c->n : 1;
+    if (td_first_nonfinite(lg, rows * hp->vocab_size) < 0 && (!hd || td_first_nonfinite(hd, hrows * hp->hidden_size) < 0))
+        return TD_OK;
+    td_trace *trace = s->trace;
+    td_expert_counts *counts = s->expert_counts;
+    s->trace = NULL;
+    s->expert_counts = NULL;
+    s->finite = (td_finite_probe){.on = true};
+    compute(s, c);
+    s->trace = trace;
+    s->expert_counts = counts;
+    return td_finite_error(s, pos0, what);
+}
+
+static td_status td_forward_chunk(td_session *s, const int32_t *tokens, int64_t n, float *logits_all,
+                                  float *hidden_all)
+{
+    const td_model *m = s->e->model;
+    int64_t p0 = s->pos;
+    memcpy(s->tokens + p0, tokens, (size_t)n * sizeof(int32_t));
+    if (m->mtp && !hidden_all) hidden_all = s->mtp.chunk_hidden; /* the MTP rows need every position's hidden */
+    td_chunk c = {.tokens = tokens, .n = n, .logits_all = logits_all, .hidden_all = hidden_all};
+    TD_TRY(td_chunk_run(s, td_main_compute, &c, p0, s->logits, s->hidden, "the model's output"));
     s->pos += n;
     return m->mtp ? td_mtp_after_chunk(s, tokens, p0, n, hidden_all) : TD_OK;
 }
@@ -143,22 +230,13 @@ td_status td_session_mtp_forward(td_session *s, const float *hidden, const int32
     if (!m->mtp) return td_fail(TD_E_NOT_FOUND, "%s has no MTP block", m->path);
     TD_TRY(td_check_tokens(s, next_tokens, n, s->mtp_pos));
     s->mtp.chainable = false;
-    const td_mtp_weights *w = m->mtp;
-    int64_t H = m->hp.hidden_size;
-    double eps = m->hp.rms_norm_eps;
-    td_scratch *sc = &s->s;
+    int64_t H = m->hp.hidden_size, V = m->hp.vocab_size;
     for (int64_t done = 0; done < n;) {
         int64_t c = n - done < s->max_batch ? n - done : s->max_batch;
-        /* x = eh_proj([enorm(emb(t+1)); hnorm(h_t)]), the embedding first */
-        td_embed(s, &w->embed, next_tokens + done, c, sc->tmp);
-        for (int64_t t = 0; t < c; t++) {
-            td_rmsnorm(sc->emb2 + t * 2 * H, sc->tmp + t * H, w->enorm, H, eps);
-            td_rmsnorm(sc->emb2 + t * 2 * H + H, hidden + (done + t) * H, w->hnorm, H, eps);
-        }
-        td_cpu_linear(s->e->cpu, &w->eh_proj, sc->emb2, c, sc->x);
-        td_layer_forward(s, &w->layer, &s->mtp_kv, s->mtp_pos, c, NULL);
-        td_head(s, w->head_norm, &w->head, c, logits_all ? logits_all + done * m->hp.vocab_size : NULL,
-                mtp_hidden ? mtp_hidden + done * H : NULL, s->mtp_logits, NULL);
+        td_chunk ch = {.tokens = next_tokens + done, .hidden = hidden + done * H, .n = c,
+                       .logits_all = logits_all ? logits_all + done * V : NULL,
+                       .hidden_all = mtp_hidden ? mtp_hidden + done * H : NULL};
+        TD_TRY(td_chunk_run(s, td_mtp_compute, &ch, s->mtp_pos, s->mtp_logits, NULL, "the MTP block's output"));
         s->mtp_pos += c;
         done += c;
     }

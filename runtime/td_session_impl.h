@@ -53,6 +53,30 @@ typedef struct td_mtp_state {
     bool chainable;      /* the last MTP call was a draft or chain, so `last` belongs to row mtp_pos-1 */
 } td_mtp_state;
 
+/* Where non-finite values first appear (td_session_finite.c). Every chunk's outputs are checked; when
+ * they hold a NaN or Inf, the chunk runs again with probes at each module's output, which record the
+ * first site in the order of the computation. Off, a probe costs one branch. */
+typedef enum td_site {
+    TD_SITE_EMBED = 0,   /* the embedding rows */
+    TD_SITE_MTP_PROJ,    /* the MTP block's eh_proj of [enorm(embedding); hnorm(hidden)] */
+    TD_SITE_ATTN,        /* a layer's attention output (input norm, MLA, o_proj) */
+    TD_SITE_DENSE,       /* a dense layer's FFN output */
+    TD_SITE_ROUTER,      /* a MoE layer's routing weights */
+    TD_SITE_EXPERTS,     /* the routed experts' weighted sum */
+    TD_SITE_SHARED,      /* the shared experts' output */
+    TD_SITE_FINAL_NORM,  /* the final norm (the MTP block's shared_head.norm) */
+    TD_SITE_HEAD,        /* the logits */
+    TD_SITE_COUNT
+} td_site;
+
+typedef struct td_finite_probe {
+    bool on, found;
+    int layer;    /* -1 outside the decoder layers; n_layers is the MTP block */
+    td_site site;
+    int64_t row;  /* within the chunk */
+    int expert;   /* for TD_SITE_EXPERTS: the routed expert whose output it is (-1 unknown) */
+} td_finite_probe;
+
 struct td_session {
     td_engine *e;
     td_session_params p;
@@ -69,6 +93,7 @@ struct td_session {
     int32_t *tokens;           /* [n_ctx] the token at each position */
     td_mtp_state mtp;
     td_expert_counts *expert_counts; /* [n_layers + 1] or NULL */
+    td_finite_probe finite;
 };
 
 /* One decoder layer on s->s.x (n tokens at positions pos0..), with cache `kv`. */
@@ -85,6 +110,17 @@ void td_mtp_state_free(td_session *s);
 /* After a chunk of n tokens ran at p0..p0+n-1 with final-normed hidden [n][H]. */
 td_status td_mtp_after_chunk(td_session *s, const int32_t *tokens, int64_t p0, int64_t n, const float *hidden);
 void td_mtp_on_rewind(td_session *s, int64_t pos);
+
+/* td_session_finite.c. Probes record the first non-finite module output while s->finite.on. */
+void td_probe_slow(td_session *s, int layer, td_site site, const float *x, int64_t rows, int64_t width);
+static inline void td_probe(td_session *s, int layer, td_site site, const float *x, int64_t rows, int64_t width)
+{
+    if (s->finite.on && !s->finite.found) td_probe_slow(s, layer, site, x, rows, width);
+}
+/* After TD_SITE_EXPERTS tripped: which of the failing row's routed experts gives a non-finite output. */
+void td_probe_find_expert(td_session *s, const td_moe_weights *moe, const float *xn, const int32_t *ids);
+/* The error after a chunk at position pos0 gave non-finite outputs and its re-run with probes has ended. */
+td_status td_finite_error(td_session *s, int64_t pos0, const char *what);
 
 /* Rotates adjacent pairs of n_vec vectors of dr values each at position pos. */
 void td_rope_apply(const td_session *s, float *v, int64_t pos);

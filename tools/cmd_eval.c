@@ -5,9 +5,11 @@
 #include "td_plan.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void td_eval_help(void)
 {
@@ -17,7 +19,9 @@ static void td_eval_help(void)
            "line is one JSON object. Exits 0 only when the check passes.\n\n"
            "  --model M            HF directory, .safetensors file (config.json beside it) or .gguf file\n"
            "  --reference R        reference.safetensors (default: M/reference.safetensors, or\n"
-           "                       <name>.reference.safetensors beside a file)\n"
+           "                       <name>.reference.safetensors beside a file, also without a split\n"
+           "                       suffix and a quantization tag in <name>: X-Q4_K_M-00001-of-00009.gguf\n"
+           "                       finds X.reference.safetensors)\n"
            "  --kernels K          ref | auto (default auto) | avx2 | avx512 | amx\n"
            "                       (auto: AVX2/AVX-512; amx adds bf16 tiles for batches: faster prefill,\n"
            "                       weights and activations rounded to bf16)\n"
@@ -33,20 +37,55 @@ static void td_eval_help(void)
            "  --json               print only the JSON line\n");
 }
 
-static char *td_default_reference(const char *model)
+/* True when s (one '-' or '.' separated piece of a file name) names a quantization: q8_0, Q4_K_M, IQ2_XXS,
+ * bf16, f16, f32, fp8. */
+static bool td_is_quant_tag(const char *s, size_t n)
 {
-    size_t n = strlen(model) + 64;
-    char *p = malloc(n);
-    if (!p) return NULL;
+    static const char *const plain[] = {"bf16", "f16", "f32", "fp16", "fp32", "fp8"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (n == strlen(plain[i]) && strncasecmp(s, plain[i], n) == 0) return true;
+    size_t i = (s[0] == 'i' || s[0] == 'I') ? 1 : 0;
+    return n > i + 1 && (s[i] == 'q' || s[i] == 'Q') && isdigit((unsigned char)s[i + 1]);
+}
+
+/* The reference beside a model, as the files are named: M/reference.safetensors for a directory;
+ * <stem>.reference.safetensors beside a file, where the stem may drop a split suffix (-00001-of-00009)
+ * and then a quantization tag (-q8_0), so that tandem-tiny-q8_0.gguf finds tandem-tiny.reference.safetensors,
+ * which serves every quantization of the model. The first that exists; else NULL, with what was looked
+ * for in `looked`. */
+static char *td_default_reference(const char *model, char *looked, size_t cap)
+{
+    char stem[4096], cand[4200];
+    looked[0] = '\0';
     if (td_path_is_dir(model)) {
-        snprintf(p, n, "%s/reference.safetensors", model);
-    } else {
-        snprintf(p, n, "%s", model);
-        char *dot = strrchr(p, '.');
-        if (dot && (strcmp(dot, ".gguf") == 0 || strcmp(dot, ".safetensors") == 0)) *dot = '\0';
-        strcat(p, ".reference.safetensors");
+        snprintf(cand, sizeof cand, "%s/reference.safetensors", model);
+        snprintf(looked, cap, "%s", cand);
+        return td_path_exists(cand) ? strdup(cand) : NULL;
     }
-    return p;
+    snprintf(stem, sizeof stem, "%s", model);
+    char *dot = strrchr(stem, '.'), *slash = strrchr(stem, '/');
+    if (dot && (!slash || dot > slash) && (strcmp(dot, ".gguf") == 0 || strcmp(dot, ".safetensors") == 0)) *dot = '\0';
+    const char *base = slash ? strrchr(stem, '/') + 1 : stem;
+    for (int step = 0; step < 3; step++) {
+        if (step == 1) { /* -00001-of-00009 */
+            size_t n = strlen(stem);
+            int a, b, used = 0;
+            if (n > 15 && sscanf(stem + n - 15, "-%5d-of-%5d%n", &a, &b, &used) == 2 && used == 15) stem[n - 15] = '\0';
+            else continue;
+        }
+        if (step == 2) { /* the last piece, if it names a quantization */
+            char *cut = NULL;
+            for (char *c = (char *)base; *c; c++)
+                if (*c == '-' || *c == '.') cut = c;
+            if (!cut || !td_is_quant_tag(cut + 1, strlen(cut + 1))) continue;
+            *cut = '\0';
+        }
+        snprintf(cand, sizeof cand, "%s.reference.safetensors", stem);
+        size_t used = strlen(looked);
+        snprintf(looked + used, cap - used, "%s%s", used ? ", " : "", cand);
+        if (td_path_exists(cand)) return strdup(cand);
+    }
+    return NULL;
 }
 
 typedef struct td_eval_opts {
@@ -60,6 +99,16 @@ typedef struct td_eval_opts {
     double max_rel_err, max_kld; /* < 0: not given */
     bool json_only;
 } td_eval_opts;
+
+static td_status td_eval_reference(const td_eval_opts *o, char **out)
+{
+    char looked[8192];
+    *out = o->reference ? strdup(o->reference) : td_default_reference(o->model, looked, sizeof looked);
+    if (*out) return TD_OK;
+    if (o->reference) return td_fail(TD_E_NOMEM, "out of memory");
+    return td_fail(TD_E_NOT_FOUND, "no reference beside %s (looked for %s): give one with --reference", o->model,
+                   looked);
+}
 
 static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
 {
@@ -206,7 +255,7 @@ int td_cmd_eval(int argc, char **argv)
     td_eval_opts o;
     int rc = td_eval_parse(argc, argv, &o);
     if (rc >= 0) return rc;
-    char *ref = o.reference ? strdup(o.reference) : td_default_reference(o.model);
+    char *ref = NULL;
     td_model *m = NULL;
     td_engine *e = NULL;
     td_session *s = NULL;
@@ -215,6 +264,7 @@ int td_cmd_eval(int argc, char **argv)
     td_model_params mp = {
         .mtp_from = o.mtp_from, .expert_groups = o.expert_groups, .expert_groups_used = o.expert_groups_used};
     td_status st = td_model_open(o.model, &mp, &m);
+    if (st == TD_OK) st = td_eval_reference(&o, &ref);
     if (st == TD_OK) st = td_eval_plan(&o, m, 4096, &rules, &plan);
     if (st == TD_OK) {
         td_engine_params ep = {.kernels = o.kernels, .n_threads = o.threads, .plan = plan};

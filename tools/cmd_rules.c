@@ -5,12 +5,12 @@
 #include "td_commands.h"
 #include "td_gguf_model.h"
 #include "td_hf.h"
+#include "td_model_format.h"
 #include "td_mmap.h"
 #include "td_plan.h"
 
 #include "td_alloc.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,33 +160,17 @@ static int td_rules_parse(int argc, char **argv, td_rules_opts *o)
     return -1;
 }
 
-static bool td_is_gguf(const char *path)
-{
-    FILE *f = td_path_is_dir(path) ? NULL : fopen(path, "rb");
-    char magic[4] = {0};
-    bool yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f) fclose(f);
-    return yes;
-}
-
 /* Hyperparameters and tensor directory from headers only: the files are mapped, never read. A GGUF's
  * tensors come under their canonical names, so the planner sees the same directory from either format. */
 static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor_dir **dir, td_gguf **gguf)
 {
-    if (!td_path_exists(path)) return td_fail(TD_E_NOT_FOUND, "%s: no such file or directory", path);
+    td_model_format kind;
+    TD_TRY(td_model_detect(path, &kind));
     TD_TRY(td_tensor_dir_create(dir));
     td_status st;
-    if (td_is_gguf(path)) {
-        st = td_gguf_model_open(path, NULL, hp, *dir, gguf);
-    } else if (td_path_is_dir(path)) {
-        st = td_hf_load(path, hp, *dir);
-    } else {
-        char copy[4096], cfg[4200];
-        snprintf(copy, sizeof copy, "%s", path);
-        snprintf(cfg, sizeof cfg, "%s/config.json", dirname(copy));
-        st = td_hparams_load(cfg, hp);
-        if (st == TD_OK) st = td_hf_load_weights(path, *dir, NULL);
-    }
+    if (kind == TD_FORMAT_GGUF) st = td_gguf_model_open(path, NULL, hp, *dir, gguf);
+    else if (kind == TD_FORMAT_HF_DIR) st = td_hf_load(path, hp, *dir);
+    else st = td_hf_load_file(path, hp, *dir);
     if (st != TD_OK) {
         td_tensor_dir_free(*dir);
         *dir = NULL;

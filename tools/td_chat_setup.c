@@ -3,6 +3,7 @@
 #include "td_alloc.h"
 #include "td_gguf.h"
 #include "td_mmap.h"
+#include "td_mtp_cost.h"
 
 #include <libgen.h>
 #include <stdio.h>
@@ -48,7 +49,7 @@ const char *td_default_model_path(const char **looked)
 
 const char *td_chat_opts_help(void)
 {
-    static char help[2400];
+    static char help[2600];
     snprintf(help, sizeof help,
              "  --model M            HF directory, .safetensors or .gguf (default: the bundled tiny model)\n"
              "  --tokenizer T        tokenizer.json, HF directory or .gguf (default: the model's own)\n"
@@ -65,10 +66,11 @@ const char *td_chat_opts_help(void)
              "                       prompt, faster, rounded to bf16)\n"
              "  --threads N          CPU threads (default: %s; more than the cores\n"
              "                       take turns on them and run slower)\n"
-             "  --mtp M              MTP speculative decoding: off (default), on, or auto (times both ways\n"
-             "                       over the first steps and keeps the faster). Greedy output is the same\n"
-             "                       either way; sampling keeps its distribution, but a seed gives another\n"
-             "                       stream (with auto, one that depends on the timing)\n"
+             "  --mtp M              MTP speculative decoding: off (default), on, or auto (drafts while the\n"
+             "                       acceptance so far outweighs the cost of a verify step against a plain\n"
+             "                       one, measured once per model and machine and kept in ~/.cache/tandem).\n"
+             "                       Greedy output is the same either way; sampling keeps its distribution,\n"
+             "                       but a seed gives another stream (with auto, one that depends on the costs)\n"
              "  --mtp-k K            tokens drafted per step with MTP, 1..8 (default 1)\n"
              "  --mtp-from P         take the MTP block from this safetensors file or HF directory (for GGUFs\n"
              "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n",
@@ -163,7 +165,8 @@ static void td_model_name(const td_model *m, char *buf, size_t cap)
 static td_status td_chat_rt_mtp(const td_chat_opts *o, td_chat_rt *rt)
 {
     if (!o->mtp_set || o->mtp == TD_MTP_OFF) return TD_OK;
-    td_mtp_params mp = {.mode = o->mtp, .k = o->mtp_k};
+    char cache[4096];
+    td_mtp_params mp = {.mode = o->mtp, .k = o->mtp_k, .cost_cache = td_mtp_cost_cache_path(cache, sizeof cache)};
     td_status st = td_mtp_spec_create(rt->gen, &mp, &rt->mtp);
     if (st != TD_E_NOT_FOUND) return st;
     if (!o->quiet) fprintf(stderr, "note: %s\n", td_errmsg());
