@@ -79,7 +79,7 @@ out=$("$T" rules "${V3[@]}" --override 'exps' 2>&1); rc=$?
 check "--override without a device (exit $rc)" '[ $rc -eq 2 ] && grep -q "has no .=." <<<"$out"'
 # a model path that does not exist is named as given
 out=$("$T" rules --model "$tmp/missing.gguf" 2>&1); rc=$?
-check "missing --model (exit $rc)" '[ $rc -eq 1 ] && grep -q "missing.gguf: no such file" <<<"$out"'
+check "missing --model (exit $rc)" '[ $rc -eq 1 ] && grep -qi "missing.gguf: no such file" <<<"$out"'
 
 # a GPU this machine doesn't have: say how to describe one
 out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpu-mem 24GiB 2>&1); rc=$?
