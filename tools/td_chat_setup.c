@@ -174,7 +174,7 @@ static td_status td_chat_rt_mtp(const td_chat_opts *o, td_chat_rt *rt)
     return TD_OK;
 }
 
-td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
+td_status td_chat_rt_open_model(const td_chat_opts *o, td_chat_rt *rt)
 {
     memset(rt, 0, sizeof *rt);
     const char *path = o->model, *looked;
@@ -192,13 +192,6 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     td_status st =
         o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);
     if (st != TD_OK) return st;
-    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads};
-    TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));
-    td_session_params sp = {.n_ctx = o->ctx};
-    TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
-    TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
-    TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
-    TD_TRY(td_chat_rt_mtp(o, rt));
     if (o->template_name && strcmp(o->template_name, "auto") != 0) {
         td_template_from_name(o->template_name, &rt->tmpl);
         rt->tmpl_why = "--template";
@@ -210,6 +203,23 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     const char *b = bos >= 0 ? td_tokenizer_token_bytes(rt->tok, bos, &n) : NULL;
     snprintf(rt->bos_text, sizeof rt->bos_text, "%.*s", b ? (int)n : 0, b ? b : "");
     return TD_OK;
+}
+
+td_status td_chat_rt_open_engine(const td_chat_opts *o, const struct td_plan *plan, td_chat_rt *rt)
+{
+    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads, .plan = plan};
+    return td_engine_open(rt->model, &ep, &rt->engine);
+}
+
+td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
+{
+    TD_TRY(td_chat_rt_open_model(o, rt));
+    TD_TRY(td_chat_rt_open_engine(o, NULL, rt));
+    td_session_params sp = {.n_ctx = o->ctx};
+    TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
+    TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
+    TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
+    return td_chat_rt_mtp(o, rt);
 }
 
 void td_chat_rt_close(td_chat_rt *rt)

@@ -56,6 +56,11 @@ typedef struct td_chat_rt {
 } td_chat_rt;
 
 td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt);
+/* The pieces of td_chat_rt_open, for a program that makes its own sessions (tandem serve): the model,
+ * tokenizer, chat format and BOS text; then the engine, under an optional placement plan. */
+td_status td_chat_rt_open_model(const td_chat_opts *o, td_chat_rt *rt);
+struct td_plan;
+td_status td_chat_rt_open_engine(const td_chat_opts *o, const struct td_plan *plan, td_chat_rt *rt);
 void td_chat_rt_close(td_chat_rt *rt);
 
 /* Renders msgs with the runtime's template (ending where the answer starts) and tokenizes it. Text that

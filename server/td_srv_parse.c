@@ -1,0 +1,682 @@
+#include "td_srv_parse.h"
+
+#include "td_alloc.h"
+#include "td_tokenizer.h" /* td_utf8_valid_prefix */
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A parse context: the error to fill, and the path of the field being read ("messages[2].content"). */
+typedef struct td_pctx {
+    td_srv_err *err;
+} td_pctx;
+
+static td_status td_bad(td_pctx *c, const char *param, const char *fmt, ...) TD_PRINTF(3, 4);
+static td_status td_bad(td_pctx *c, const char *param, const char *fmt, ...)
+{
+    snprintf(c->err->param, sizeof c->err->param, "%s", param);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err->message, sizeof c->err->message, fmt, ap);
+    va_end(ap);
+    return td_fail(TD_E_FORMAT, "%s", c->err->message);
+}
+
+static const char *td_json_type(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "an unknown value";
+}
+
+static bool td_absent(const cJSON *v)
+{
+    return !v || cJSON_IsNull(v);
+}
+
+/* A string field: copied, checked for UTF-8. */
+static td_status td_get_str(td_pctx *c, const cJSON *v, const char *param, char **out)
+{
+    if (!cJSON_IsString(v) || !v->valuestring)
+        return td_bad(c, param, "'%s' must be a string, not %s", param, td_json_type(v));
+    size_t n = strlen(v->valuestring);
+    size_t ok = td_utf8_valid_prefix((const uint8_t *)v->valuestring, n);
+    if (ok != n) return td_bad(c, param, "'%s' is not valid UTF-8 at byte %zu", param, ok);
+    td_free(*out);
+    *out = td_strdup(v->valuestring);
+    return *out ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
+}
+
+static td_status td_get_num(td_pctx *c, const cJSON *v, const char *param, double lo, double hi, double *out)
+{
+    if (!cJSON_IsNumber(v)) return td_bad(c, param, "'%s' must be a number, not %s", param, td_json_type(v));
+    if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+        return td_bad(c, param, "'%s' is %g; it must be between %g and %g", param, v->valuedouble, lo, hi);
+    *out = v->valuedouble;
+    return TD_OK;
+}
+
+static td_status td_get_int(td_pctx *c, const cJSON *v, const char *param, double lo, double hi, int64_t *out)
+{
+    double d;
+    TD_TRY(td_get_num(c, v, param, lo, hi, &d));
+    if (d != floor(d)) return td_bad(c, param, "'%s' must be a whole number, not %g", param, d);
+    *out = (int64_t)d;
+    return TD_OK;
+}
+
+static td_status td_get_bool(td_pctx *c, const cJSON *v, const char *param, bool *out)
+{
+    if (!cJSON_IsBool(v)) return td_bad(c, param, "'%s' must be true or false, not %s", param, td_json_type(v));
+    *out = cJSON_IsTrue(v);
+    return TD_OK;
+}
+
+/* stop: a string or an array of up to TD_GEN_MAX_STOP non-empty strings. */
+static td_status td_get_stop(td_pctx *c, const cJSON *v, const char *param, td_srv_req *r)
+{
+    for (; r->n_stop > 0; r->n_stop--) td_free(r->stop[r->n_stop - 1]); /* a repeated key: the last wins */
+    if (td_absent(v)) return TD_OK;
+    if (cJSON_IsString(v)) {
+        if (!v->valuestring[0]) return TD_OK; /* "" stops nowhere */
+        TD_TRY(td_get_str(c, v, param, &r->stop[0]));
+        r->n_stop = 1;
+        return TD_OK;
+    }
+    if (!cJSON_IsArray(v))
+        return td_bad(c, param, "'%s' must be a string or an array of strings, not %s", param, td_json_type(v));
+    if (cJSON_GetArraySize(v) > TD_GEN_MAX_STOP)
+        return td_bad(c, param, "'%s' has %d strings; at most %d are supported", param, cJSON_GetArraySize(v),
+                      TD_GEN_MAX_STOP);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        char *s = NULL;
+        TD_TRY(td_get_str(c, e, param, &s));
+        if (!s[0]) {
+            td_free(s);
+            return td_bad(c, param, "'%s' holds an empty string", param);
+        }
+        r->stop[r->n_stop++] = s;
+    }
+    return TD_OK;
+}
+
+/* ------------------------------------------------------------------ messages */
+
+static bool td_role_from(const char *s, td_srv_role *out)
+{
+    static const struct {
+        const char *name;
+        td_srv_role role;
+    } roles[] = {{"system", TD_SRV_SYSTEM}, {"developer", TD_SRV_SYSTEM}, {"user", TD_SRV_USER},
+                 {"assistant", TD_SRV_ASSISTANT}, {"tool", TD_SRV_TOOL}};
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
+        if (strcmp(s, roles[i].name) == 0) {
+            *out = roles[i].role;
+            return true;
+        }
+    return false;
+}
+
+/* content: a string, null, or (OpenAI) an array of text parts, joined. */
+static td_status td_get_content(td_pctx *c, const cJSON *v, const char *param, char **out)
+{
+    if (td_absent(v)) {
+        *out = td_strdup("");
+        return *out ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
+    }
+    if (cJSON_IsString(v)) return td_get_str(c, v, param, out);
+    if (!cJSON_IsArray(v))
+        return td_bad(c, param, "'%s' must be a string or an array of text parts, not %s", param, td_json_type(v));
+    size_t total = 1;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, v)
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(type))
+            return td_bad(c, param, "each part of '%s' must be an object with a 'type'", param);
+        if (strcmp(type->valuestring, "text") != 0)
+            return td_bad(c, param, "content parts of type '%.64s' are not supported (only 'text')", type->valuestring);
+        if (!cJSON_IsString(text)) return td_bad(c, param, "a text part of '%s' has no string 'text'", param);
+        total += strlen(text->valuestring);
+    }
+    char *s = td_malloc(total);
+    if (!s) return td_fail(TD_E_NOMEM, "out of memory");
+    s[0] = '\0';
+    size_t n = 0;
+    cJSON_ArrayForEach(part, v)
+    {
+        const char *t = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
+        size_t k = strlen(t);
+        memcpy(s + n, t, k + 1);
+        n += k;
+    }
+    if (td_utf8_valid_prefix((const uint8_t *)s, n) != n) {
+        td_free(s);
+        return td_bad(c, param, "'%s' is not valid UTF-8", param);
+    }
+    td_free(*out);
+    *out = s;
+    return TD_OK;
+}
+
+/* OpenAI: {"id", "type": "function", "function": {"name", "arguments": "<json text>"}};
+ * Ollama: {"function": {"name", "arguments": {...}}}. */
+static td_status td_get_call(td_pctx *c, const cJSON *v, const char *param, td_srv_tool_call *call)
+{
+    if (!cJSON_IsObject(v)) return td_bad(c, param, "'%s' must be an object", param);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "id");
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(v, "function");
+    if (!td_absent(id)) TD_TRY(td_get_str(c, id, param, &call->id));
+    if (!cJSON_IsObject(fn)) return td_bad(c, param, "'%s' needs a 'function' object", param);
+    TD_TRY(td_get_str(c, cJSON_GetObjectItemCaseSensitive(fn, "name"), param, &call->name));
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+    if (cJSON_IsString(args)) return td_get_str(c, args, param, &call->arguments);
+    if (td_absent(args)) {
+        call->arguments = td_strdup("{}");
+    } else if (cJSON_IsObject(args)) {
+        call->arguments = cJSON_PrintUnformatted(args);
+    } else {
+        return td_bad(c, param, "the arguments of '%s' must be a JSON string or object", param);
+    }
+    return call->arguments ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
+}
+
+static td_status td_get_message(td_pctx *c, const cJSON *v, int i, bool ollama, td_srv_msg *m)
+{
+    char param[64];
+    snprintf(param, sizeof param, "messages[%d]", i);
+    if (!cJSON_IsObject(v)) return td_bad(c, param, "'%s' must be an object, not %s", param, td_json_type(v));
+    const cJSON *f;
+    cJSON_ArrayForEach(f, v)
+    {
+        static const char *const known[] = {"role", "content", "name", "tool_calls", "tool_call_id",
+                                            "reasoning_content", "thinking", "tool_name", "images", "refusal"};
+        bool ok = false;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) ok |= strcmp(f->string, known[k]) == 0;
+        if (!ok) return td_bad(c, param, "'%s.%.64s' is not supported", param, f->string);
+    }
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(v, "role");
+    if (!cJSON_IsString(role)) return td_bad(c, param, "'%s.role' must be a string", param);
+    if (!td_role_from(role->valuestring, &m->role))
+        return td_bad(c, param, "'%s.role' is '%.64s'; it must be system, developer, user, assistant or tool", param,
+                      role->valuestring);
+    const cJSON *images = cJSON_GetObjectItemCaseSensitive(v, "images");
+    if (!td_absent(images) && !(cJSON_IsArray(images) && cJSON_GetArraySize(images) == 0))
+        return td_bad(c, param, "'%s.images': this model reads text only", param);
+    snprintf(param, sizeof param, "messages[%d].content", i);
+    TD_TRY(td_get_content(c, cJSON_GetObjectItemCaseSensitive(v, "content"), param, &m->content));
+    const cJSON *calls = cJSON_GetObjectItemCaseSensitive(v, "tool_calls");
+    if (td_absent(calls)) return TD_OK;
+    snprintf(param, sizeof param, "messages[%d].tool_calls", i);
+    if (m->role != TD_SRV_ASSISTANT || !cJSON_IsArray(calls))
+        return td_bad(c, param, "'%s' must be an array, on an assistant message", param);
+    int n = cJSON_GetArraySize(calls);
+    if (n == 0) return TD_OK;
+    m->calls = td_calloc((size_t)n, sizeof *m->calls);
+    if (!m->calls) return td_fail(TD_E_NOMEM, "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, calls) TD_TRY(td_get_call(c, e, param, &m->calls[m->n_calls++]));
+    (void)ollama;
+    return TD_OK;
+}
+
+static td_status td_get_messages(td_pctx *c, const cJSON *v, bool ollama, td_srv_req *r)
+{
+    if (!cJSON_IsArray(v)) return td_bad(c, "messages", "'messages' must be an array, not %s", td_json_type(v));
+    int n = cJSON_GetArraySize(v);
+    if (n == 0) return td_bad(c, "messages", "'messages' is empty: give at least one message");
+    r->msgs = td_calloc((size_t)n, sizeof *r->msgs);
+    if (!r->msgs) return td_fail(TD_E_NOMEM, "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        r->n_msgs++; /* counted first, so that a failure frees what this message holds */
+        TD_TRY(td_get_message(c, e, r->n_msgs - 1, ollama, &r->msgs[r->n_msgs - 1]));
+    }
+    return TD_OK;
+}
+
+/* ------------------------------------------------------------------ tools */
+
+static td_status td_get_tool(td_pctx *c, const cJSON *v, int i, td_srv_tool *t)
+{
+    char param[48];
+    snprintf(param, sizeof param, "tools[%d]", i);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(v, "function");
+    if (!cJSON_IsObject(v) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0 ||
+        !cJSON_IsObject(fn))
+        return td_bad(c, param, "'%s' must be {\"type\": \"function\", \"function\": {...}}", param);
+    TD_TRY(td_get_str(c, cJSON_GetObjectItemCaseSensitive(fn, "name"), param, &t->name));
+    if (!t->name[0]) return td_bad(c, param, "'%s' has an empty function name", param);
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
+    if (!td_absent(desc)) TD_TRY(td_get_str(c, desc, param, &t->description));
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+    if (!td_absent(params)) {
+        if (!cJSON_IsObject(params)) return td_bad(c, param, "the parameters of '%s' must be a JSON schema object", param);
+        if (!(t->parameters = cJSON_Duplicate(params, true))) return td_fail(TD_E_NOMEM, "out of memory");
+    }
+    return TD_OK;
+}
+
+static td_status td_get_tools(td_pctx *c, const cJSON *v, td_srv_req *r)
+{
+    if (td_absent(v)) return TD_OK;
+    if (!cJSON_IsArray(v)) return td_bad(c, "tools", "'tools' must be an array, not %s", td_json_type(v));
+    int n = cJSON_GetArraySize(v);
+    if (n == 0) return TD_OK;
+    r->tools = td_calloc((size_t)n, sizeof *r->tools);
+    if (!r->tools) return td_fail(TD_E_NOMEM, "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        r->n_tools++;
+        TD_TRY(td_get_tool(c, e, r->n_tools - 1, &r->tools[r->n_tools - 1]));
+    }
+    return TD_OK;
+}
+
+static td_status td_get_tool_choice(td_pctx *c, const cJSON *v, td_srv_req *r)
+{
+    if (td_absent(v)) return TD_OK;
+    if (cJSON_IsString(v)) {
+        if (strcmp(v->valuestring, "auto") == 0) return TD_OK;
+        if (strcmp(v->valuestring, "none") == 0) {
+            r->tool_choice = TD_TOOLS_NONE;
+            return TD_OK;
+        }
+        if (strcmp(v->valuestring, "required") == 0)
+            return td_bad(c, "tool_choice", "'tool_choice': \"required\" is not supported (tandem cannot force a "
+                                            "call); use \"auto\" or \"none\"");
+    }
+    return td_bad(c, "tool_choice", "'tool_choice' must be \"auto\" or \"none\" (forcing a call is not supported)");
+}
+
+/* ------------------------------------------------------------------ fields */
+
+typedef td_status (*td_field_fn)(td_pctx *c, const cJSON *v, td_srv_req *r);
+
+typedef struct td_field {
+    const char *name;
+    td_field_fn fn; /* NULL: accepted, and it changes nothing by definition */
+} td_field;
+
+#define TD_FIELD(fname) static td_status fname(td_pctx *c, const cJSON *v, td_srv_req *r)
+
+TD_FIELD(td_f_model)
+{
+    return td_absent(v) ? TD_OK : td_get_str(c, v, "model", &r->model);
+}
+TD_FIELD(td_f_messages)
+{
+    return td_get_messages(c, v, r->api == TD_API_OLLAMA_CHAT, r);
+}
+TD_FIELD(td_f_prompt)
+{
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 && cJSON_IsString(cJSON_GetArrayItem(v, 0)))
+        v = cJSON_GetArrayItem(v, 0);
+    if (cJSON_IsArray(v))
+        return td_bad(c, "prompt", "'prompt' must be one string (several prompts or token arrays are not supported)");
+    return td_get_str(c, v, "prompt", &r->prompt);
+}
+TD_FIELD(td_f_system)
+{
+    return td_absent(v) ? TD_OK : td_get_str(c, v, "system", &r->system);
+}
+TD_FIELD(td_f_max_tokens)
+{
+    if (td_absent(v)) return TD_OK;
+    const char *name = v->string;
+    return td_get_int(c, v, name, 1, 1 << 24, &r->max_tokens);
+}
+TD_FIELD(td_f_temperature)
+{
+    return td_absent(v) ? TD_OK : td_get_num(c, v, "temperature", 0, 2, &r->sampling.temperature);
+}
+TD_FIELD(td_f_top_p)
+{
+    if (td_absent(v)) return TD_OK;
+    TD_TRY(td_get_num(c, v, "top_p", 0, 1, &r->sampling.top_p));
+    if (r->sampling.top_p <= 0) return td_bad(c, "top_p", "'top_p' must be above 0");
+    return TD_OK;
+}
+TD_FIELD(td_f_top_k)
+{
+    int64_t k = 0;
+    if (td_absent(v)) return TD_OK;
+    TD_TRY(td_get_int(c, v, "top_k", 0, 1 << 24, &k));
+    r->sampling.top_k = (int)k;
+    return TD_OK;
+}
+TD_FIELD(td_f_min_p)
+{
+    if (td_absent(v)) return TD_OK;
+    TD_TRY(td_get_num(c, v, "min_p", 0, 1, &r->sampling.min_p));
+    if (r->sampling.min_p >= 1) return td_bad(c, "min_p", "'min_p' must be below 1");
+    return TD_OK;
+}
+TD_FIELD(td_f_seed)
+{
+    int64_t s;
+    if (td_absent(v)) return TD_OK;
+    TD_TRY(td_get_int(c, v, "seed", -9007199254740992.0, 9007199254740992.0, &s));
+    r->sampling.seed = (uint64_t)s;
+    r->seed_set = true;
+    return TD_OK;
+}
+TD_FIELD(td_f_stop)
+{
+    return td_get_stop(c, v, "stop", r);
+}
+TD_FIELD(td_f_stream)
+{
+    return td_absent(v) ? TD_OK : td_get_bool(c, v, "stream", &r->stream);
+}
+TD_FIELD(td_f_stream_options)
+{
+    if (td_absent(v)) return TD_OK;
+    if (!cJSON_IsObject(v)) return td_bad(c, "stream_options", "'stream_options' must be an object");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, v)
+    {
+        if (strcmp(f->string, "include_usage") != 0)
+            return td_bad(c, "stream_options", "'stream_options.%.64s' is not supported", f->string);
+        TD_TRY(td_get_bool(c, f, "stream_options.include_usage", &r->include_usage));
+    }
+    return TD_OK;
+}
+TD_FIELD(td_f_n)
+{
+    (void)r;
+    int64_t n = 1;
+    if (td_absent(v)) return TD_OK;
+    TD_TRY(td_get_int(c, v, "n", 1, 1 << 20, &n));
+    return n == 1 ? TD_OK : td_bad(c, "n", "'n' is %lld: only one choice per request (n = 1) is supported", (long long)n);
+}
+TD_FIELD(td_f_tools)
+{
+    return td_get_tools(c, v, r);
+}
+TD_FIELD(td_f_tool_choice)
+{
+    return td_get_tool_choice(c, v, r);
+}
+/* Fields whose neutral value is accepted and any other refused, by name. */
+static td_status td_only_neutral(td_pctx *c, const cJSON *v, bool neutral, const char *what)
+{
+    if (td_absent(v) || neutral) return TD_OK;
+    return td_bad(c, v->string, "'%s' is not supported%s%s", v->string, what ? ": " : "", what ? what : "");
+}
+TD_FIELD(td_f_zero)
+{
+    (void)r;
+    return td_only_neutral(c, v, cJSON_IsNumber(v) && v->valuedouble == 0, "only 0 (no penalty)");
+}
+TD_FIELD(td_f_false)
+{
+    (void)r;
+    return td_only_neutral(c, v, cJSON_IsFalse(v), NULL);
+}
+TD_FIELD(td_f_true)
+{
+    (void)r;
+    return td_only_neutral(c, v, cJSON_IsTrue(v), NULL);
+}
+TD_FIELD(td_f_one)
+{
+    (void)r;
+    return td_only_neutral(c, v, cJSON_IsNumber(v) && v->valuedouble == 1, NULL);
+}
+TD_FIELD(td_f_empty)
+{
+    (void)r;
+    bool empty = (cJSON_IsString(v) && !v->valuestring[0]) || ((cJSON_IsObject(v) || cJSON_IsArray(v)) && !v->child);
+    return td_only_neutral(c, v, empty, NULL);
+}
+TD_FIELD(td_f_response_format)
+{
+    (void)r;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
+    bool text = cJSON_IsObject(v) && cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0 &&
+                cJSON_GetArraySize(v) == 1;
+    return td_only_neutral(c, v, text, "only {\"type\": \"text\"}");
+}
+TD_FIELD(td_f_raw)
+{
+    return td_absent(v) ? TD_OK : td_get_bool(c, v, "raw", &r->raw);
+}
+TD_FIELD(td_f_think)
+{
+    bool b = false;
+    if (td_absent(v)) return TD_OK;
+    if (!cJSON_IsBool(v))
+        return td_bad(c, "think", "'think' must be true or false (reasoning levels are not supported)");
+    TD_TRY(td_get_bool(c, v, "think", &b));
+    r->think = b;
+    return TD_OK;
+}
+TD_FIELD(td_f_keep_alive)
+{
+    (void)r;
+    /* the model stays loaded for the server's life: any keep_alive is satisfied */
+    if (td_absent(v) || cJSON_IsString(v) || cJSON_IsNumber(v)) return TD_OK;
+    return td_bad(c, "keep_alive", "'keep_alive' must be a duration string or a number of seconds");
+}
+TD_FIELD(td_f_user)
+{
+    (void)r;
+    /* an end-user id for the provider's abuse monitoring: nothing to do with it here */
+    return td_absent(v) || cJSON_IsString(v) ? TD_OK : td_bad(c, "user", "'user' must be a string");
+}
+
+/* Ollama's options. */
+static const td_field td_ollama_options[] = {
+    {"temperature", td_f_temperature}, {"top_p", td_f_top_p}, {"top_k", td_f_top_k}, {"min_p", td_f_min_p},
+    {"seed", td_f_seed},               {"stop", td_f_stop},   {"num_predict", NULL}, {"num_ctx", NULL},
+};
+
+TD_FIELD(td_f_options)
+{
+    if (td_absent(v)) return TD_OK;
+    if (!cJSON_IsObject(v)) return td_bad(c, "options", "'options' must be an object, not %s", td_json_type(v));
+    const cJSON *f;
+    cJSON_ArrayForEach(f, v)
+    {
+        const td_field *hit = NULL;
+        for (size_t k = 0; k < sizeof td_ollama_options / sizeof td_ollama_options[0]; k++)
+            if (strcmp(f->string, td_ollama_options[k].name) == 0) hit = &td_ollama_options[k];
+        if (!hit) return td_bad(c, "options", "option '%.64s' is not supported", f->string);
+        if (hit->fn) {
+            TD_TRY(hit->fn(c, f, r));
+        } else if (strcmp(f->string, "num_predict") == 0 && !td_absent(f)) {
+            int64_t n;
+            TD_TRY(td_get_int(c, f, "options.num_predict", -2, 1 << 24, &n));
+            r->max_tokens = n > 0 ? n : -1; /* -1 (forever) and -2 (fill the context) run to a full context */
+        } else if (!td_absent(f)) {
+            int64_t n;
+            TD_TRY(td_get_int(c, f, "options.num_ctx", 1, 1 << 24, &n)); /* each slot has --ctx: see td_srv_api */
+        }
+    }
+    return TD_OK;
+}
+
+static const td_field td_chat_fields[] = {
+    {"model", td_f_model},
+    {"messages", td_f_messages},
+    {"max_tokens", td_f_max_tokens},
+    {"max_completion_tokens", td_f_max_tokens},
+    {"temperature", td_f_temperature},
+    {"top_p", td_f_top_p},
+    {"top_k", td_f_top_k},
+    {"min_p", td_f_min_p},
+    {"seed", td_f_seed},
+    {"stop", td_f_stop},
+    {"stream", td_f_stream},
+    {"stream_options", td_f_stream_options},
+    {"n", td_f_n},
+    {"tools", td_f_tools},
+    {"tool_choice", td_f_tool_choice},
+    {"parallel_tool_calls", td_f_true},
+    {"user", td_f_user},
+    {"frequency_penalty", td_f_zero},
+    {"presence_penalty", td_f_zero},
+    {"logprobs", td_f_false},
+    {"response_format", td_f_response_format},
+    {"logit_bias", td_f_empty},
+};
+
+static const td_field td_completion_fields[] = {
+    {"model", td_f_model},
+    {"prompt", td_f_prompt},
+    {"max_tokens", td_f_max_tokens},
+    {"temperature", td_f_temperature},
+    {"top_p", td_f_top_p},
+    {"top_k", td_f_top_k},
+    {"min_p", td_f_min_p},
+    {"seed", td_f_seed},
+    {"stop", td_f_stop},
+    {"stream", td_f_stream},
+    {"stream_options", td_f_stream_options},
+    {"n", td_f_n},
+    {"best_of", td_f_one},
+    {"echo", td_f_false},
+    {"suffix", td_f_empty},
+    {"user", td_f_user},
+    {"frequency_penalty", td_f_zero},
+    {"presence_penalty", td_f_zero},
+    {"logprobs", td_f_empty},
+    {"logit_bias", td_f_empty},
+};
+
+static const td_field td_ollama_chat_fields[] = {
+    {"model", td_f_model},   {"messages", td_f_messages},     {"stream", td_f_stream}, {"options", td_f_options},
+    {"tools", td_f_tools},   {"keep_alive", td_f_keep_alive}, {"think", td_f_think},   {"format", td_f_empty},
+};
+
+static const td_field td_ollama_gen_fields[] = {
+    {"model", td_f_model},   {"prompt", td_f_prompt},         {"system", td_f_system},  {"stream", td_f_stream},
+    {"raw", td_f_raw},       {"options", td_f_options},       {"keep_alive", td_f_keep_alive},
+    {"think", td_f_think},   {"format", td_f_empty},          {"suffix", td_f_empty},   {"images", td_f_empty},
+    {"context", td_f_empty}, {"template", td_f_empty},
+};
+
+static const struct {
+    const td_field *fields;
+    size_t n;
+    const char *required;
+} td_api_fields[TD_API_COUNT] = {
+    [TD_API_CHAT] = {td_chat_fields, sizeof td_chat_fields / sizeof td_chat_fields[0], "messages"},
+    [TD_API_COMPLETIONS] = {td_completion_fields, sizeof td_completion_fields / sizeof td_completion_fields[0], "prompt"},
+    [TD_API_OLLAMA_CHAT] = {td_ollama_chat_fields, sizeof td_ollama_chat_fields / sizeof td_ollama_chat_fields[0],
+                            "messages"},
+    [TD_API_OLLAMA_GEN] = {td_ollama_gen_fields, sizeof td_ollama_gen_fields / sizeof td_ollama_gen_fields[0], NULL},
+};
+
+static td_status td_parse_fields(td_pctx *c, const cJSON *root, td_srv_req *r)
+{
+    const td_field *fields = td_api_fields[r->api].fields;
+    size_t n = td_api_fields[r->api].n;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, root)
+    {
+        const td_field *hit = NULL;
+        for (size_t k = 0; k < n && !hit; k++)
+            if (strcmp(f->string, fields[k].name) == 0) hit = &fields[k];
+        if (!hit) return td_bad(c, f->string, "'%.64s' is not supported by this server", f->string);
+        for (const cJSON *g = root->child; g != f; g = g->next)
+            if (strcmp(g->string, f->string) == 0) return td_bad(c, f->string, "'%.64s' appears twice", f->string);
+        if (hit->fn) TD_TRY(hit->fn(c, f, r));
+    }
+    const char *req = td_api_fields[r->api].required;
+    if (req && !cJSON_GetObjectItemCaseSensitive(root, req)) return td_bad(c, req, "'%s' is missing", req);
+    return TD_OK;
+}
+
+static td_status td_parse_object(td_pctx *c, const char *body, size_t len, cJSON **out)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (!root) {
+        size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
+        const char *e = cJSON_GetErrorPtr();
+        if (e && e >= body && e <= body + len) at = (size_t)(e - body);
+        return td_bad(c, "", "the body is not valid JSON (at byte %zu of %zu)", at, len);
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return td_bad(c, "", "the body must be a JSON object");
+    }
+    *out = root;
+    return TD_OK;
+}
+
+td_status td_srv_parse(td_srv_api api, const char *body, size_t len, td_srv_req *out, td_srv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    td_pctx c = {.err = err};
+    if ((unsigned)api >= TD_API_COUNT) return td_bad(&c, "", "unknown API %d", (int)api);
+    out->api = api;
+    out->max_tokens = -1;
+    out->sampling = td_sampler_greedy();
+    out->sampling.temperature = api == TD_API_OLLAMA_CHAT || api == TD_API_OLLAMA_GEN ? 0.8 : 1.0;
+    out->stream = api == TD_API_OLLAMA_CHAT || api == TD_API_OLLAMA_GEN; /* Ollama streams by default */
+    out->think = -1;
+    cJSON *root;
+    td_status st = td_parse_object(&c, body, len, &root);
+    if (st != TD_OK) return st;
+    st = td_parse_fields(&c, root, out);
+    cJSON_Delete(root);
+    if (st == TD_OK && err->message[0] == '\0') return TD_OK;
+    if (st == TD_E_NOMEM && !err->message[0]) snprintf(err->message, sizeof err->message, "%s", td_errmsg());
+    td_srv_req_free(out);
+    return st != TD_OK ? st : TD_E_FORMAT;
+}
+
+td_status td_srv_parse_model_only(const char *body, size_t len, char **model, td_srv_err *err)
+{
+    memset(err, 0, sizeof *err);
+    *model = NULL;
+    td_pctx c = {.err = err};
+    cJSON *root;
+    TD_TRY(td_parse_object(&c, body, len, &root));
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!m) m = cJSON_GetObjectItemCaseSensitive(root, "name"); /* older clients */
+    td_status st = m ? td_get_str(&c, m, "model", model) : td_bad(&c, "model", "'model' is missing");
+    cJSON_Delete(root);
+    return st;
+}
+
+void td_srv_req_free(td_srv_req *r)
+{
+    td_free(r->model);
+    for (int i = 0; i < r->n_msgs; i++) {
+        td_free(r->msgs[i].content);
+        for (int k = 0; k < r->msgs[i].n_calls; k++) {
+            td_free(r->msgs[i].calls[k].id);
+            td_free(r->msgs[i].calls[k].name);
+            td_free(r->msgs[i].calls[k].arguments);
+        }
+        td_free(r->msgs[i].calls);
+    }
+    td_free(r->msgs);
+    td_free(r->prompt);
+    td_free(r->system);
+    for (int i = 0; i < r->n_stop; i++) td_free(r->stop[i]);
+    for (int i = 0; i < r->n_tools; i++) {
+        td_free(r->tools[i].name);
+        td_free(r->tools[i].description);
+        cJSON_Delete(r->tools[i].parameters);
+    }
+    td_free(r->tools);
+    memset(r, 0, sizeof *r);
+}
