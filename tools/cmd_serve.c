@@ -122,6 +122,15 @@ static td_status td_serve_plan(const td_serve_opts *o, const td_model *m, int64_
     return st;
 }
 
+/* TANDEM_SERVE_TEST_DELAY_MS: the tests' pause after every decode step (answers of the bundled model end
+ * in milliseconds, too soon to press stop or to drain while one runs). */
+static double td_serve_test_delay(void)
+{
+    const char *v = getenv("TANDEM_SERVE_TEST_DELAY_MS");
+    double ms = v ? atof(v) : 0;
+    return ms > 0 && ms < 10000 ? ms / 1000 : 0;
+}
+
 /* Signals are taken by sigwait on the main thread: every other thread starts with them blocked. */
 static void td_serve_block_signals(sigset_t *set)
 {
@@ -165,6 +174,7 @@ int td_cmd_serve(int argc, char **argv)
                                   .queue_cap = o.queue,
                                   .mtp = o.c.mtp_set ? o.c.mtp : TD_MTP_OFF,
                                   .mtp_k = o.c.mtp_k,
+                                  .step_delay_s = td_serve_test_delay(),
                                   .quiet = o.c.quiet};
         if (sp.mtp != TD_MTP_OFF && !rt.model->mtp) {
             if (!o.c.quiet) fprintf(stderr, "note: %s has no MTP block: decoding without MTP\n", rt.model->path);
