@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TD_SRV_PREFILL_CHUNK 128 /* as td_generate: a lone request runs the kernels `tandem generate` runs */
 
@@ -270,6 +271,7 @@ static void td_sched_step(td_srv_sched *sc)
         t->decode_tokens += sc->step_gen;
     }
     pthread_mutex_unlock(&sc->mu);
+    if (sc->p.step_delay_s > 0) usleep((useconds_t)(sc->p.step_delay_s * 1e6));
 }
 
 /* Under mu: queued jobs into free slots, oldest first, each to the free slot sharing the longest prefix

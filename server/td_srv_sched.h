@@ -33,6 +33,8 @@ typedef struct td_srv_sched_params {
     int prefill_chunk;       /* prompt tokens per slot per step (0: 128, as td_generate) */
     td_mtp_mode mtp;         /* speculative decoding in every slot */
     int mtp_k;
+    double step_delay_s;     /* tests: a pause after every step, so that answers last long enough to be
+                                stopped, cut off or drained while running (0: none) */
     bool quiet;
 } td_srv_sched_params;
 
