@@ -233,6 +233,7 @@ static td_status td_get_messages(td_pctx *c, const cJSON *v, bool ollama, td_srv
 {
     if (!cJSON_IsArray(v)) return td_bad(c, "messages", "'messages' must be an array, not %s", td_json_type(v));
     int n = cJSON_GetArraySize(v);
+    if (n == 0 && ollama) return TD_OK; /* Ollama's way of asking to load the model */
     if (n == 0) return td_bad(c, "messages", "'messages' is empty: give at least one message");
     r->msgs = td_calloc((size_t)n, sizeof *r->msgs);
     if (!r->msgs) return td_fail(TD_E_NOMEM, "out of memory");

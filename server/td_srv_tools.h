@@ -39,7 +39,8 @@ void td_srv_calls_free(td_srv_calls *c);
  * end that may still become one): what a stream may send as content. */
 size_t td_srv_calls_safe_prefix(const char *text, size_t len);
 
-/* JSON as Python's json.dumps writes it: ", " and ": " separators, non-ASCII as \uXXXX. */
+/* JSON as Python's json.dumps writes it: ", " and ": " separators, non-ASCII as \uXXXX, floats in their
+ * shortest form. cJSON keeps every number as a double, so 2.0 in the request is written 2 (Python: 2.0). */
 void td_srv_json_dumps(const cJSON *v, td_strbuf *out);
 
 #endif
