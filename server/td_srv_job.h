@@ -26,6 +26,7 @@ typedef struct td_srv_job {
     int n_stop;
     bool starts_thinking; /* the prompt ends inside <think> */
     bool show_special;    /* tool calls: their special tokens are part of the text */
+    bool ignore_eos;      /* benchmarks: run to max_tokens */
 
     /* shared */
     pthread_mutex_t mu;

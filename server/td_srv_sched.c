@@ -105,6 +105,7 @@ static void td_slot_start(td_srv_sched *sc, td_slot *sl, td_srv_job *j, int inde
     sl->ap = (td_answer_params){.stop = (const char *const *)j->stop,
                                 .n_stop = j->n_stop,
                                 .show_special = j->show_special,
+                                .ignore_eos = j->ignore_eos,
                                 .starts_thinking = j->starts_thinking,
                                 .on_text = td_slot_text,
                                 .user = sl};
