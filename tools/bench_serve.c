@@ -8,6 +8,8 @@
 #include "td_bench.h"
 #include "td_chat_setup.h"
 #include "td_clock.h"
+#include "td_plan.h"
+#include "td_roofline.h"
 #include "td_srv_sched.h"
 
 #include <cjson/cJSON.h>
@@ -31,7 +33,7 @@ static void td_bench_serve_help(void)
            "  --tokens N         tokens per request (default 64)\n"
            "  --prompt-len N     prompt tokens per request in the batching runs (default 32)\n"
            "  --prefix-tokens P  size of the first turn (default 2000; the slot holds --ctx, default P + 2096)\n"
-           "  --model M, --kernels K, --threads N, --mtp M, --mtp-k K as for tandem serve\n"
+           "  --model M, --rules R, --kernels K, --threads N, --mtp M, --mtp-k K as for tandem serve\n"
            "  --json             print only the JSON line\n");
 }
 
@@ -39,6 +41,7 @@ typedef struct td_bs_run {
     int slots;
     double tok_s, step_ms, distinct, rows_per_step;
     int64_t tokens, steps;
+    double step_bytes; /* weights and KV a decode step reads: the union of its experts, every slot's cache */
 } td_bs_run;
 
 typedef struct td_bs {
@@ -46,6 +49,10 @@ typedef struct td_bs {
     int slots[TD_BS_MAX_RUNS], n_runs;
     int64_t tokens, prompt_len, prefix_tokens;
     bool json;
+    const char *rules;
+    td_rules *rules_loaded;
+    td_plan *plan;
+    double bw_gbps; /* read bandwidth measured in this process */
     td_chat_rt rt;
     bool placeholder; /* the model has no tokenizer: fixed token ids */
     td_expert_counts *counts;
@@ -95,6 +102,8 @@ static int td_bs_parse(int argc, char **argv, td_bs *b)
             if (!(v = td_args_value(&a)) || !td_parse_i64(&a, v, 1, 1 << 20, &b->prompt_len)) return 2;
         } else if (td_args_is(&a, "--prefix-tokens")) {
             if (!(v = td_args_value(&a)) || !td_parse_i64(&a, v, 0, 1 << 20, &b->prefix_tokens)) return 2;
+        } else if (td_args_is(&a, "--rules")) {
+            if (!(b->rules = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--json")) {
             b->json = true;
         } else {
@@ -124,6 +133,29 @@ static td_status td_bs_run_jobs(td_bs *b, int n_slots, int64_t ctx, td_srv_job *
     td_srv_sched_stats(sc, st);
     td_srv_sched_free(sc);
     return rc;
+}
+
+/* The bytes one decode step of S rows reads: every weight of the main layers once (an embedding row per
+ * row), the distinct experts of each MoE layer, and each slot's KV cache at its mean position. */
+static double td_bs_step_bytes(const td_bs *b, int S, double mean_pos, int64_t kv_bytes_per_token)
+{
+    const td_model *m = b->rt.model;
+    const td_hparams *hp = &m->hp;
+    double bytes = 0;
+    for (int i = 0; i < m->n_modules; i++) {
+        const td_module *mod = &m->modules[i];
+        if (mod->layer >= hp->n_layers || mod->kind == TD_MODULE_MTP) continue;
+        if (mod->kind == TD_MODULE_EMBED) {
+            bytes += (double)S * (double)mod->bytes / (double)hp->vocab_size;
+        } else if (mod->kind == TD_MODULE_EXPERTS) {
+            const td_expert_counts *c = &b->counts[mod->layer];
+            double distinct = c->calls[S] ? (double)c->distinct[S] / (double)c->calls[S] : hp->n_routed_experts;
+            bytes += distinct * (double)mod->bytes / (double)hp->n_routed_experts;
+        } else {
+            bytes += (double)mod->bytes;
+        }
+    }
+    return bytes + (double)S * mean_pos * (double)kv_bytes_per_token;
 }
 
 /* S requests of distinct fixed prompts, decoded together. */
@@ -169,6 +201,9 @@ static td_status td_bs_batching(td_bs *b, int r)
             layers++;
         }
     run->distinct = layers ? sum / layers : NAN;
+    run->step_bytes = S <= TD_EXPERT_COUNT_MAX_BATCH
+                          ? td_bs_step_bytes(b, S, (double)b->prompt_len + 0.5 * (double)b->tokens, st.kv_bytes_per_token)
+                          : NAN;
     return TD_OK;
 }
 
@@ -265,7 +300,12 @@ static td_status td_bs_open(td_bs *b)
         st = td_tokenizer_placeholder(b->rt.model->hp.vocab_size, &b->rt.tok);
     }
     TD_TRY(st);
-    TD_TRY(td_chat_rt_open_engine(&b->c, NULL, &b->rt));
+    int max_slots = 1;
+    for (int r = 0; r < b->n_runs; r++) max_slots = b->slots[r] > max_slots ? b->slots[r] : max_slots;
+    int64_t kv = (int64_t)max_slots * (b->prompt_len + b->tokens + 8);
+    if (b->prefix_tokens + 2096 > kv) kv = b->prefix_tokens + 2096;
+    TD_TRY(td_chat_rt_plan(&b->c, b->rules, &b->rt, kv, &b->rules_loaded, &b->plan));
+    TD_TRY(td_chat_rt_open_engine(&b->c, b->plan, &b->rt));
     b->counts = td_calloc((size_t)b->rt.model->hp.n_layers, sizeof *b->counts);
     return b->counts ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
 }
@@ -280,20 +320,27 @@ int td_bench_serve(int argc, char **argv)
     if (st == TD_OK) {
         cJSON_AddStringToObject(j, "model", b.rt.model->path);
         cJSON_AddNumberToObject(j, "threads", td_cpu_threads(td_engine_cpu(b.rt.engine)));
+        td_membw_params mp = {0};
+        td_membw_result bw;
+        st = td_membw_measure(td_engine_cpu(b.rt.engine), &mp, &bw);
+        b.bw_gbps = bw.gbps_best;
+        cJSON_AddNumberToObject(j, "read_gbps", b.bw_gbps);
         int first = b.slots[0];
         b.slots[0] = 1;
-        st = td_bs_batching(&b, 0); /* warm-up: pages, caches, the thread pool */
+        if (st == TD_OK) st = td_bs_batching(&b, 0); /* warm-up: pages, caches, the thread pool */
         b.slots[0] = first;
     }
     if (!b.json && st == TD_OK)
-        printf("%-6s %12s %10s %10s %14s\n", "slots", "tok/s", "step ms", "rows/step", "experts/step");
+        printf("read bandwidth %.1f GB/s (measured here)\n%-6s %12s %10s %10s %14s %12s %12s\n", b.bw_gbps, "slots",
+               "tok/s", "step ms", "rows/step", "experts/step", "MB/step", "step/bound");
     cJSON *runs = cJSON_AddArrayToObject(j, "batching");
     for (int r = 0; r < b.n_runs && st == TD_OK; r++) {
         st = td_bs_batching(&b, r);
         if (st != TD_OK) break;
         td_bs_run *x = &b.runs[r];
         if (!b.json)
-            printf("%-6d %12.1f %10.3f %10.2f %14.1f\n", x->slots, x->tok_s, x->step_ms, x->rows_per_step, x->distinct);
+            printf("%-6d %12.1f %10.3f %10.2f %14.1f %12.2f %12.2f\n", x->slots, x->tok_s, x->step_ms, x->rows_per_step,
+                   x->distinct, x->step_bytes / 1e6, x->step_ms / (1e3 * x->step_bytes / (b.bw_gbps * 1e9)));
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "slots", x->slots);
         cJSON_AddNumberToObject(o, "tok_s", x->tok_s);
@@ -303,6 +350,11 @@ int td_bench_serve(int argc, char **argv)
             cJSON_AddNullToObject(o, "distinct_experts_per_layer_step");
         else
             cJSON_AddNumberToObject(o, "distinct_experts_per_layer_step", x->distinct);
+        if (!isnan(x->step_bytes)) {
+            cJSON_AddNumberToObject(o, "step_bytes", x->step_bytes);
+            /* the goal on the GPU host: step time <= 1.15 x the bytes a step reads / the bandwidth */
+            cJSON_AddNumberToObject(o, "step_over_bound", x->step_ms / (1e3 * x->step_bytes / (b.bw_gbps * 1e9)));
+        }
         cJSON_AddItemToArray(runs, o);
     }
     if (st == TD_OK) st = td_bs_prefix(&b, j);
@@ -317,5 +369,7 @@ int td_bench_serve(int argc, char **argv)
     cJSON_Delete(j);
     td_free(b.counts);
     td_chat_rt_close(&b.rt);
+    td_plan_free(b.plan);
+    td_rules_free(b.rules_loaded);
     return rc;
 }

@@ -102,26 +102,6 @@ static int td_serve_parse(int argc, char **argv, td_serve_opts *o)
     return -1;
 }
 
-/* The placement plan for all the slots' caches together: a server that would not fit is refused here. */
-static td_status td_serve_plan(const td_serve_opts *o, const td_model *m, int64_t slot_ctx, td_rules **rules,
-                               td_plan **plan)
-{
-    TD_TRY(td_rules_create(rules));
-    char path[4096];
-    TD_TRY(td_rules_load_file(*rules, td_rules_resolve_path(o->rules ? o->rules : "cpu-only",
-                                                             TANDEM_SOURCE_DIR "/placement_rules", path, sizeof path)));
-    td_devices_params dp = {.gpu_reserve = -1};
-    td_devices devices;
-    TD_TRY(td_devices_detect(&dp, &devices));
-    int kv_bytes = o->c.kernels == TD_KERNELS_REF ? 4 : 2;
-    TD_TRY(td_plan_for_model(m, *rules, &devices, slot_ctx * o->parallel, kv_bytes, plan));
-    td_status st = td_plan_require_fit(*plan);
-    if (st != TD_OK)
-        td_err_context("%d slots x %lld positions of KV cache do not fit (lower --parallel or --ctx)", o->parallel,
-                       (long long)slot_ctx);
-    return st;
-}
-
 /* TANDEM_SERVE_TEST_DELAY_MS: the tests' pause after every decode step (answers of the bundled model end
  * in milliseconds, too soon to press stop or to drain while one runs). */
 static double td_serve_test_delay(void)
@@ -164,7 +144,12 @@ int td_cmd_serve(int argc, char **argv)
     int64_t ctx = o.c.ctx;
     if (st == TD_OK && ctx == 0)
         ctx = rt.model->hp.max_position_embeddings < 4096 ? rt.model->hp.max_position_embeddings : 4096;
-    if (st == TD_OK) st = td_serve_plan(&o, rt.model, ctx, &rules, &plan);
+    if (st == TD_OK) {
+        st = td_chat_rt_plan(&o.c, o.rules, &rt, ctx * o.parallel, &rules, &plan);
+        if (st != TD_OK)
+            td_err_context("%d slots x %lld positions of KV cache do not fit (lower --parallel or --ctx)", o.parallel,
+                           (long long)ctx);
+    }
     if (st == TD_OK) st = td_chat_rt_open_engine(&o.c, plan, &rt);
     if (st == TD_OK) {
         td_srv_sched_params sp = {.engine = rt.engine,

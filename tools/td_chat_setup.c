@@ -4,6 +4,7 @@
 #include "td_gguf.h"
 #include "td_mmap.h"
 #include "td_mtp_cost.h"
+#include "td_plan.h"
 
 #include <libgen.h>
 #include <stdio.h>
@@ -209,6 +210,21 @@ td_status td_chat_rt_open_engine(const td_chat_opts *o, const struct td_plan *pl
 {
     td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads, .plan = plan};
     return td_engine_open(rt->model, &ep, &rt->engine);
+}
+
+td_status td_chat_rt_plan(const td_chat_opts *o, const char *rules_name, const td_chat_rt *rt, int64_t kv_positions,
+                          td_rules **rules, td_plan **plan)
+{
+    TD_TRY(td_rules_create(rules));
+    char path[4096];
+    TD_TRY(td_rules_load_file(*rules, td_rules_resolve_path(rules_name ? rules_name : "cpu-only",
+                                                             TANDEM_SOURCE_DIR "/placement_rules", path, sizeof path)));
+    td_devices_params dp = {.gpu_reserve = -1};
+    td_devices devices;
+    TD_TRY(td_devices_detect(&dp, &devices));
+    int kv_bytes = o->kernels == TD_KERNELS_REF ? 4 : 2;
+    TD_TRY(td_plan_for_model(rt->model, *rules, &devices, kv_positions, kv_bytes, plan));
+    return td_plan_require_fit(*plan);
 }
 
 td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
