@@ -92,7 +92,6 @@ static double td_stats_rel(const td_row_stats *st)
     return st->max_ref > 0 ? st->max_diff / st->max_ref : st->max_diff;
 }
 
-
 /* ---- positions as the bf16 tier counts them, and their routing ---- */
 
 typedef struct td_part_acc {

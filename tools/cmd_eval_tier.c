@@ -3,7 +3,6 @@
 #include "cmd_eval_tier.h"
 
 #include "td_cli.h"
-#include "td_mmap.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -66,16 +65,18 @@ static void td_eval_fmt(char *buf, size_t cap, const char *fmt, double v)
     else snprintf(buf, cap, fmt, v);
 }
 
+typedef enum td_part_field { TD_PART_TOP1, TD_PART_KLD, TD_PART_FLIPPED, TD_PART_KLD_CLEAN } td_part_field;
+
 /* One row of the per-position table: prefill, decode and all. */
-static void td_eval_parts_row(const char *what, const td_eval_result *r, int field, const char *limit)
+static void td_eval_parts_row(const char *what, const td_eval_result *r, td_part_field field, const char *limit)
 {
     const td_eval_part *parts[3] = {&r->prefill, &r->decode, &r->all};
     char c[3][24];
     for (int i = 0; i < 3; i++) {
         const td_eval_part *p = parts[i];
-        if (field == 0) td_eval_fmt(c[i], sizeof c[i], "%.4f", p->positions ? td_eval_part_top1(p) : -1);
-        else if (field == 1) td_eval_fmt(c[i], sizeof c[i], "%.3e", p->kld_mean);
-        else if (field == 2) td_eval_fmt(c[i], sizeof c[i], "%.0f", (double)p->flipped);
+        if (field == TD_PART_TOP1) td_eval_fmt(c[i], sizeof c[i], "%.4f", p->positions ? td_eval_part_top1(p) : -1);
+        else if (field == TD_PART_KLD) td_eval_fmt(c[i], sizeof c[i], "%.3e", p->kld_mean);
+        else if (field == TD_PART_FLIPPED) td_eval_fmt(c[i], sizeof c[i], "%.0f", (double)p->flipped);
         else td_eval_fmt(c[i], sizeof c[i], "%.3e", p->kld_mean_clean);
     }
     printf("%-28s %-12s %-12s %-12s %s\n", what, c[0], c[1], c[2], limit);
@@ -94,11 +95,11 @@ void td_eval_tier_table(const td_eval_result *r, const td_bf16_yardstick *y, con
         snprintf(l[1], sizeof l[1], "<= %lld", (long long)lim->flipped_max);
         snprintf(l[2], sizeof l[2], "<= %.3e", lim->kld_mean_clean_max);
     }
-    td_eval_parts_row("top-1", r, 0, l[0]);
-    td_eval_parts_row("kld mean", r, 1, "");
+    td_eval_parts_row("top-1", r, TD_PART_TOP1, l[0]);
+    td_eval_parts_row("kld mean", r, TD_PART_KLD, "");
     if (r->routing_compared) {
-        td_eval_parts_row("flipped (experts differ)", r, 2, l[1]);
-        td_eval_parts_row("kld mean clean", r, 3, l[2]);
+        td_eval_parts_row("flipped (experts differ)", r, TD_PART_FLIPPED, l[1]);
+        td_eval_parts_row("kld mean clean", r, TD_PART_KLD_CLEAN, l[2]);
         if (r->exact_route_mismatch >= 0)
             printf("exact path's experts vs the reference's topk.L: %lld of %lld prompt positions differ\n",
                    (long long)r->exact_route_mismatch, (long long)r->prompt_tokens);
