@@ -43,6 +43,11 @@ const char *td_template_names(void);
  * *why says what decided it. */
 td_template td_template_detect(const char *jinja, const char *model_name, const char **why);
 
+/* The format as Jinja, for a GGUF's tokenizer.chat_template: it renders what td_template_render does, and
+ * td_template_detect() recognises it. V3.1 and V3.1-think share one template, switched by its `thinking`
+ * variable (true: thinking). NULL for raw. */
+const char *td_template_jinja(td_template t);
+
 /* True when the prompt ends inside a reasoning block (the answer starts with the reasoning). */
 bool td_template_starts_thinking(td_template t);
 

@@ -78,9 +78,25 @@ static td_status td_gguf_index(td_gguf *g)
     return TD_OK;
 }
 
-/* Checks the split keys of every part against its place and the tensor total. */
+static bool td_same_set_id(const td_gguf_kv *a, const td_gguf_kv *b)
+{
+    if (!a || !b) return !a && !b;
+    return a->v.len == b->v.len && memcmp(a->v.data, b->v.data, (size_t)a->v.len) == 0;
+}
+
+/* "'0123456789abcdef'" or "none" (llama.cpp's gguf-split writes none). */
+static const char *td_set_id_text(const td_gguf_kv *id, char *buf, size_t cap)
+{
+    if (!id) return "none";
+    snprintf(buf, cap, "'%.*s'", (int)(id->v.len > 64 ? 64 : id->v.len), (const char *)id->v.data);
+    return buf;
+}
+
+/* The parts must belong together: each one in its place, with the same split.count, split.tensors.count
+ * and set identity as the first, and the tensors they hold adding up to split.tensors.count. */
 static td_status td_check_split(const td_gguf *g)
 {
+    const td_gguf_part *p0 = &g->parts[0];
     int64_t total = 0;
     for (int p = 0; p < g->n_parts; p++) {
         const td_gguf_part *part = &g->parts[p];
@@ -89,13 +105,26 @@ static td_status td_check_split(const td_gguf *g)
                            "%s: split.no = %" PRId64 " and split.count = %" PRId64
                            " do not match its name (part %d of %d); were parts of different models mixed?",
                            part->path, part->split_no, part->split_count, p + 1, g->n_parts);
+        if (!td_same_set_id(part->split_set_id, p0->split_set_id)) {
+            char a[80], b[80];
+            return td_fail(TD_E_FORMAT,
+                           "%s: this part belongs to another set than part 1 (%s): set identity %s here, %s there "
+                           "(%s); an interrupted or failed write may have mixed them: write the whole set again",
+                           part->path, p0->path, td_set_id_text(part->split_set_id, a, sizeof a),
+                           td_set_id_text(p0->split_set_id, b, sizeof b), TD_GGUF_SPLIT_SET_ID);
+        }
+        if (part->split_tensors != p0->split_tensors)
+            return td_fail(TD_E_FORMAT,
+                           "%s: split.tensors.count = %" PRId64 " but part 1 (%s) says %" PRId64
+                           "; the parts come from different sets: convert or download the whole set again",
+                           part->path, part->split_tensors, p0->path, p0->split_tensors);
         total += (int64_t)part->n_tensors;
     }
-    int64_t want = g->parts[0].split_tensors;
+    int64_t want = p0->split_tensors;
     if (want >= 0 && want != total)
         return td_fail(TD_E_FORMAT, "%s: split.tensors.count = %" PRId64 " but the %d parts hold %" PRId64
                        " tensors (a part is missing or from another model)",
-                       g->parts[0].path, want, g->n_parts, total);
+                       p0->path, want, g->n_parts, total);
     return TD_OK;
 }
 
@@ -171,22 +200,30 @@ td_status td_gguf_open(const char *path, td_gguf **out)
     return TD_OK;
 }
 
-td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *name, td_gguf **out)
+/* as_set: check the parts as the parts of one split model */
+static td_status td_open_memory(const uint8_t *const *data, const uint64_t *size, int n, const char *name, bool as_set,
+                                td_gguf **out)
 {
     *out = NULL;
+    if (n < 1 || n > 65535) return td_fail(TD_E_ARG, "%s: %d parts (1 to 65535)", name, n);
     td_gguf *g = td_calloc(1, sizeof *g);
     if (!g) return td_fail(TD_E_NOMEM, "out of memory");
     td_status st = TD_OK;
-    g->parts = td_calloc(1, sizeof *g->parts);
+    g->parts = td_calloc((size_t)n, sizeof *g->parts);
     if (!g->parts) st = td_fail(TD_E_NOMEM, "out of memory");
-    if (st == TD_OK) {
-        g->n_parts = 1;
-        g->parts[0].path = td_strdup(name);
-        g->parts[0].base = data;
-        g->parts[0].size = size;
-        if (!g->parts[0].path) st = td_fail(TD_E_NOMEM, "out of memory");
+    else g->n_parts = n;
+    for (int p = 0; p < n && st == TD_OK; p++) {
+        td_gguf_part *part = &g->parts[p];
+        char label[64];
+        snprintf(label, sizeof label, n > 1 ? "part %d of %s" : "%.0d%s", p + 1, name);
+        part->path = td_strdup(n > 1 ? label : name);
+        part->base = data[p];
+        part->size = size[p];
+        if (!part->path) st = td_fail(TD_E_NOMEM, "out of memory");
+        if (st == TD_OK) st = td_gguf_parse_part(part);
     }
-    if (st == TD_OK) st = td_gguf_parse_part(&g->parts[0]);
+    /* parts given as a set must say so, as files named -0000N-of-0000M.gguf must */
+    if (st == TD_OK && as_set && (n > 1 || g->parts[0].split_count > 1)) st = td_check_split(g);
     if (st == TD_OK) st = td_gguf_index(g);
     if (st != TD_OK) {
         td_gguf_close(g);
@@ -194,6 +231,17 @@ td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *na
     }
     *out = g;
     return TD_OK;
+}
+
+td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *name, td_gguf **out)
+{
+    return td_open_memory(&data, &size, 1, name, false, out);
+}
+
+td_status td_gguf_open_memory_parts(const uint8_t *const *data, const uint64_t *size, int n, const char *name,
+                                    td_gguf **out)
+{
+    return td_open_memory(data, size, n, name, true, out);
 }
 
 void td_gguf_close(td_gguf *g)

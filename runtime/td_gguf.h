@@ -9,6 +9,9 @@
  *
  * Split models (`<name>-00001-of-00009.gguf` ... with `split.no`, `split.count`, `split.tensors.count`)
  * are opened as one: opening any part finds the others beside it. Metadata comes from the first part.
+ * The parts must belong together: the same split.count and split.tensors.count in each, that many tensors
+ * in all, and the same set identity (TD_GGUF_SPLIT_SET_ID, which tandem writes) in each, or in none (sets
+ * made by llama.cpp's gguf-split).
  *
  * Nothing but headers is read: tensor data stays unmapped-in until a caller touches it. */
 #ifndef TD_GGUF_H
@@ -29,6 +32,8 @@
 #define TD_GGUF_MAX_NAME 255       /* longest tensor name accepted (ggml itself allows 63) */
 #define TD_GGUF_MAX_KEY 65535      /* longest metadata key (the spec's limit) */
 #define TD_GGUF_MAX_ARRAY_DEPTH 8  /* nesting of arrays of arrays */
+/* The metadata key of a split set's identity, a string in every part that tandem writes. */
+#define TD_GGUF_SPLIT_SET_ID "split.tandem.set_id"
 
 /* Metadata value types, numbered as in the file. */
 typedef enum td_gguf_vtype {
@@ -99,6 +104,11 @@ typedef struct td_gguf td_gguf;
 td_status td_gguf_open(const char *path, td_gguf **out);
 /* Parses a single GGUF image held in memory (not copied; it must outlive the context). */
 td_status td_gguf_open_memory(const uint8_t *data, uint64_t size, const char *name, td_gguf **out);
+/* The n parts of a split model held in memory, in order, checked as td_gguf_open checks the files of one
+ * (their split keys, tensor counts and set identity). One image that says it is a part of several is
+ * refused. */
+td_status td_gguf_open_memory_parts(const uint8_t *const *data, const uint64_t *size, int n, const char *name,
+                                    td_gguf **out);
 void td_gguf_close(td_gguf *g);
 
 int td_gguf_file_count(const td_gguf *g);

@@ -21,6 +21,7 @@ typedef struct td_gguf_part {
     td_gguf_tensor *tensors;  /* [n_tensors], names owned here */
     size_t n_tensors;
     int64_t split_no, split_count, split_tensors; /* -1 when the key is absent */
+    const td_gguf_kv *split_set_id; /* TD_GGUF_SPLIT_SET_ID (a string), NULL when absent */
     int dir_index;            /* index of the mapping in a tensor directory, -1 if not given */
 } td_gguf_part;
 

@@ -268,6 +268,10 @@ static td_status td_parse_layout_keys(td_gguf_part *part)
     TD_TRY(td_part_int_key(part, "split.no", 0, 65535, &part->split_no));
     TD_TRY(td_part_int_key(part, "split.count", 0, 65535, &part->split_count));
     TD_TRY(td_part_int_key(part, "split.tensors.count", 0, INT32_MAX, &part->split_tensors));
+    part->split_set_id = td_gguf_part_find_kv(part, TD_GGUF_SPLIT_SET_ID);
+    if (part->split_set_id && part->split_set_id->v.type != TD_GGUF_STRING)
+        return td_fail(TD_E_FORMAT, "%s: metadata key '%s' must be a string (it is a %s)", part->path,
+                       TD_GGUF_SPLIT_SET_ID, td_gguf_vtype_name(part->split_set_id->v.type));
     return TD_OK;
 }
 

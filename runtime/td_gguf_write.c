@@ -1,6 +1,8 @@
 /* The GGUF writer: metadata serialized as added, tensors laid out at aligned offsets, one file or the
- * parts of a split model, each written under a temporary name and renamed when complete. */
+ * parts of a split model, each written under a temporary name and renamed when all are complete. */
 #include "td_gguf_write.h"
+
+#include "td_gguf_write_impl.h"
 
 #include "td_alloc.h"
 
@@ -344,13 +346,55 @@ static void td_put_u16_kv(td_wbuf *b, const char *key, uint16_t v)
     td_wb_put(b, x, 2);
 }
 
-/* The header of one part, padded to the alignment. */
-static td_status td_build_header(const td_gguf_writer *w, int part, int parts, uint32_t align, td_wbuf *b)
+/* FNV-1a, 64 bits: the set identity only has to tell apart sets that were not written together. */
+static uint64_t td_fnv(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t td_fnv_u64(uint64_t h, uint64_t v)
+{
+    uint8_t x[8];
+    for (int i = 0; i < 8; i++) x[i] = (uint8_t)(v >> (8 * i));
+    return td_fnv(h, x, 8);
+}
+
+/* The identity of a split set: a hash of the metadata, the part count and the tensor table (names, types,
+ * shapes, parts, offsets). It depends on nothing else, so the same conversion writes the same bytes; two
+ * sets that differ in any of these (another type, --keep-mtp, another model) differ in it. */
+static void td_split_identity(const td_gguf_writer *w, int parts, uint32_t align, char out[17])
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < w->n_kv; i++) {
+        const td_wkv *kv = &w->kvs[i];
+        h = td_fnv(h, kv->key, strlen(kv->key) + 1);
+        h = td_fnv_u64(h, kv->type);
+        h = td_fnv_u64(h, kv->value.n);
+        h = td_fnv(h, kv->value.p, kv->value.n);
+    }
+    h = td_fnv_u64(h, align);
+    h = td_fnv_u64(h, (uint64_t)parts);
+    for (size_t i = 0; i < w->n_t; i++) {
+        const td_wtensor *t = &w->t[i];
+        h = td_fnv(h, t->name, strlen(t->name) + 1);
+        h = td_fnv_u64(h, t->type);
+        for (int d = 0; d < TD_GGUF_MAX_DIMS; d++) h = td_fnv_u64(h, (uint64_t)t->ne[d]);
+        h = td_fnv_u64(h, (uint64_t)t->part);
+        h = td_fnv_u64(h, t->offset);
+    }
+    snprintf(out, 17, "%016" PRIx64, h);
+}
+
+/* The header of one part, padded to the alignment. `set_id`: the split identity (parts > 1). */
+static td_status td_build_header(const td_gguf_writer *w, int part, int parts, uint32_t align, const char *set_id,
+                                 td_wbuf *b)
 {
     size_t n_t = 0;
     for (size_t i = 0; i < w->n_t; i++) n_t += w->t[i].part == part;
     bool add_align = align != TD_GGUF_DEFAULT_ALIGNMENT && !td_gguf_writer_has_key(w, "general.alignment");
-    uint64_t n_kv = (part == 0 ? w->n_kv + add_align : 0) + (parts > 1 ? 3 : 0);
+    uint64_t n_kv = (part == 0 ? w->n_kv + add_align : 0) + (parts > 1 ? 4 : 0);
     td_wb_put(b, TD_GGUF_MAGIC, 4);
     td_wb_u32(b, 3);
     td_wb_u64(b, n_t);
@@ -369,6 +413,9 @@ static td_status td_build_header(const td_gguf_writer *w, int part, int parts, u
         td_wb_str(b, "split.tensors.count", 19);
         td_wb_u32(b, TD_GGUF_I32);
         td_wb_u32(b, (uint32_t)w->n_t);
+        td_wb_str(b, TD_GGUF_SPLIT_SET_ID, strlen(TD_GGUF_SPLIT_SET_ID));
+        td_wb_u32(b, TD_GGUF_STRING);
+        td_wb_str(b, set_id, strlen(set_id));
     }
     for (size_t i = 0; i < w->n_t; i++) {
         const td_wtensor *t = &w->t[i];
@@ -389,11 +436,17 @@ static td_status td_build_header(const td_gguf_writer *w, int part, int parts, u
 typedef struct td_out {
     FILE *f;
     const char *path;
-    uint64_t written;
+    uint64_t written;    /* into this file */
+    uint64_t *total;     /* into every file of the write */
+    uint64_t fail_after; /* td_gguf_write_params.fail_after_bytes */
 } td_out;
 
 static td_status td_out_write(td_out *o, const void *d, size_t n)
 {
+    if (o->fail_after && *o->total + n > o->fail_after)
+        return td_fail(TD_E_IO, "%s: write failed after %" PRIu64 " bytes: injected failure (fail_after_bytes = %" PRIu64
+                       ")", o->path, o->written, o->fail_after);
+    *o->total += n;
     if (n && fwrite(d, 1, n, o->f) != n)
         return td_fail(TD_E_IO, "%s: write failed after %" PRIu64 " bytes: %s (disk full?)", o->path, o->written,
                        strerror(errno));
@@ -429,16 +482,15 @@ static td_status td_write_tensor_data(td_out *o, const td_wtensor *t, uint8_t *c
     return TD_OK;
 }
 
-static td_status td_write_part(const td_gguf_writer *w, const char *path, int part, int parts, uint32_t align,
-                               const td_gguf_write_params *p, uint8_t *chunk, size_t chunk_cap)
+/* Part `part` into its temporary file (renamed later, with the others). */
+static td_status td_write_part(const td_gguf_writer *w, td_tmp_outputs *tmp, const char *path, int part, int parts,
+                               uint32_t align, const char *set_id, const td_gguf_write_params *p, uint8_t *chunk,
+                               size_t chunk_cap, uint64_t *total)
 {
     td_wbuf hdr = {0};
-    td_status st = td_build_header(w, part, parts, align, &hdr);
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    td_out o = {.path = path};
-    if (st == TD_OK && !(o.f = fopen(tmp, "wb")))
-        st = td_fail(TD_E_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    td_out o = {.path = path, .total = total, .fail_after = p->fail_after_bytes};
+    td_status st = td_build_header(w, part, parts, align, set_id, &hdr);
+    if (st == TD_OK) st = td_tmp_output_open(tmp, part, path, &o.f);
     if (st == TD_OK) st = td_out_write(&o, hdr.p, hdr.n);
     uint64_t data_end = 0;
     for (size_t i = 0; i < w->n_t && st == TD_OK; i++) {
@@ -452,11 +504,10 @@ static td_status td_write_part(const td_gguf_writer *w, const char *path, int pa
             fprintf(stderr, "\rtandem: writing %s: tensor %zu of %zu", path, i + 1, w->n_t);
     }
     if (st == TD_OK && p->sparse && ftruncate(fileno(o.f), (off_t)(hdr.n + data_end)) != 0)
-        st = td_fail(TD_E_IO, "%s: cannot extend to %" PRIu64 " bytes: %s", tmp, (uint64_t)(hdr.n + data_end),
-                     strerror(errno));
-    if (o.f && fclose(o.f) != 0 && st == TD_OK) st = td_fail(TD_E_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == TD_OK && rename(tmp, path) != 0) st = td_fail(TD_E_IO, "%s: cannot rename: %s", tmp, strerror(errno));
-    if (st != TD_OK && o.f) unlink(tmp);
+        st = td_fail(TD_E_IO, "%s: cannot extend to %" PRIu64 " bytes: %s", td_tmp_output_path(tmp, part),
+                     (uint64_t)(hdr.n + data_end), strerror(errno));
+    if (o.f && fclose(o.f) != 0 && st == TD_OK)
+        st = td_fail(TD_E_IO, "%s: close failed: %s (disk full?)", td_tmp_output_path(tmp, part), strerror(errno));
     td_free(hdr.p);
     if (p->progress && st == TD_OK) fprintf(stderr, "\n");
     return st;
@@ -478,21 +529,29 @@ td_status td_gguf_write(td_gguf_writer *w, const char *path, const td_gguf_write
     if (align & (align - 1)) return td_fail(TD_E_ARG, "GGUF writer: alignment %u is not a power of two", align);
     if (parts > 99999 || (parts > 1 && (size_t)parts > w->n_t))
         return td_fail(TD_E_ARG, "GGUF writer: cannot split %zu tensors into %d parts", w->n_t, parts);
+    if (parts > 1 && td_gguf_writer_has_key(w, TD_GGUF_SPLIT_SET_ID))
+        return td_fail(TD_E_ARG, "GGUF writer: '%s' is written by the writer itself", TD_GGUF_SPLIT_SET_ID);
     TD_TRY(td_check_unique(w));
     td_assign_parts(w, parts, align);
+    char set_id[17] = "";
+    if (parts > 1) td_split_identity(w, parts, align, set_id);
     uint64_t max_row = 0;
     for (size_t i = 0; i < w->n_t; i++)
         if (w->t[i].row_bytes > max_row) max_row = w->t[i].row_bytes;
     size_t cap = max_row > TD_GGUF_WRITE_CHUNK ? (size_t)max_row : TD_GGUF_WRITE_CHUNK;
     uint8_t *chunk = p->sparse ? NULL : td_malloc(cap);
     if (!p->sparse && !chunk) return td_fail(TD_E_NOMEM, "out of memory for a %zu-byte write buffer", cap);
-    td_status st = TD_OK;
+    td_tmp_outputs *tmp = NULL;
+    td_status st = td_tmp_outputs_create(parts, p->remove_on_signal, &tmp);
+    uint64_t total = 0;
     for (int part = 0; part < parts && st == TD_OK; part++) {
         char file[4200];
         if (parts > 1) td_gguf_split_path(path, part + 1, parts, file, sizeof file);
         else snprintf(file, sizeof file, "%s", path);
-        st = td_write_part(w, file, part, parts, align, p, chunk, cap);
+        st = td_write_part(w, tmp, file, part, parts, align, set_id, p, chunk, cap, &total);
     }
+    if (st == TD_OK) st = td_tmp_outputs_commit(tmp);
+    td_tmp_outputs_free(tmp);
     td_free(chunk);
     return st;
 }

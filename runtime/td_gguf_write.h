@@ -3,7 +3,14 @@
  * Metadata keys keep their insertion order. Tensor data either comes from memory the caller keeps alive
  * until td_gguf_write(), or is produced row by row by a callback (so a 400 GB conversion never holds more
  * than one chunk). Split output follows llama.cpp's gguf-split: <stem>-0000N-of-0000M.gguf, every part
- * with split.no / split.count / split.tensors.count, the other metadata in the first part only. */
+ * with split.no / split.count / split.tensors.count, the other metadata in the first part only. Every part
+ * also carries the set's identity (TD_GGUF_SPLIT_SET_ID, td_gguf.h), a hash of the metadata and the tensor table, so
+ * that a reader can refuse parts of different sets.
+ *
+ * Every file is written under a unique temporary name in its folder and renamed only when all files of the
+ * write are complete: a failure (or SIGINT/SIGTERM, with remove_on_signal) leaves the previous output as it
+ * was and no temporary file behind, and of two writers of the same output the last to finish wins with
+ * whole files. */
 #ifndef TD_GGUF_WRITE_H
 #define TD_GGUF_WRITE_H
 
@@ -46,14 +53,18 @@ size_t td_gguf_writer_tensor_count(const td_gguf_writer *w);
 uint64_t td_gguf_writer_data_bytes(const td_gguf_writer *w);
 
 typedef struct td_gguf_write_params {
-    uint32_t alignment; /* 0: 32 (written as general.alignment only when not 32) */
-    int parts;          /* 0 or 1: one file at path; N > 1: path is the stem of N split parts */
-    bool sparse;        /* leave every data region as a hole (header-only skeletons, for tests) */
-    bool progress;      /* a progress line on stderr */
+    uint32_t alignment;  /* 0: 32 (written as general.alignment only when not 32) */
+    int parts;           /* 0 or 1: one file at path; N > 1: path is the stem of N split parts */
+    bool sparse;         /* leave every data region as a hole (header-only skeletons, for tests) */
+    bool progress;       /* a progress line on stderr */
+    bool remove_on_signal; /* remove the temporary files when SIGINT or SIGTERM ends the process (only where
+                            * the signal's action is the default; for programs, not for libraries' callers) */
+    uint64_t fail_after_bytes; /* tests: fail as a full disk would once this many bytes are written in all
+                                * (0: never) */
 } td_gguf_write_params;
 
 /* Writes the file(s). With parts > 1 the tensors are spread over the parts in order, by bytes; `path`
- * may end in ".gguf" (dropped from the stem). Files are written under a temporary name and renamed. */
+ * may end in ".gguf" (dropped from the stem). */
 td_status td_gguf_write(td_gguf_writer *w, const char *path, const td_gguf_write_params *p);
 
 /* The path of split part `no` (1-based) of `count` for a stem or a path ending in .gguf. */

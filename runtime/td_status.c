@@ -24,15 +24,22 @@ void td_err_context(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
+    /* a message that starts with what the context ends with ("--mtp-from x" before "x: cannot open")
+     * names it once: "--mtp-from x: cannot open" */
+    const char *space = strrchr(prefix, ' '), *tail = space ? space + 1 : prefix;
+    size_t tlen = strlen(tail), plen = strlen(prefix), sep = 2;
+    if (tlen && strncmp(td_errbuf, tail, tlen) == 0 && td_errbuf[tlen] == ':') {
+        plen = (size_t)(tail - prefix);
+        sep = 0;
+    }
     /* shift the message right and put the context in front; overlong messages lose their tail */
-    size_t plen = strlen(prefix), mlen = strlen(td_errbuf);
-    if (plen + 2 >= TD_ERRMSG_CAP) plen = TD_ERRMSG_CAP - 3;
-    if (plen + 2 + mlen >= TD_ERRMSG_CAP) mlen = TD_ERRMSG_CAP - 3 - plen;
-    memmove(td_errbuf + plen + 2, td_errbuf, mlen);
+    size_t mlen = strlen(td_errbuf);
+    if (plen + sep >= TD_ERRMSG_CAP) plen = TD_ERRMSG_CAP - 1 - sep;
+    if (plen + sep + mlen >= TD_ERRMSG_CAP) mlen = TD_ERRMSG_CAP - 1 - sep - plen;
+    memmove(td_errbuf + plen + sep, td_errbuf, mlen);
     memcpy(td_errbuf, prefix, plen);
-    td_errbuf[plen] = ':';
-    td_errbuf[plen + 1] = ' ';
-    td_errbuf[plen + 2 + mlen] = '\0';
+    memcpy(td_errbuf + plen, ": ", sep);
+    td_errbuf[plen + sep + mlen] = '\0';
 }
 
 const char *td_errmsg(void) { return td_errbuf; }

@@ -40,9 +40,9 @@ static void td_bench_mtp_help(void)
            "  --temp T         sampling temperature (default 0: greedy, and the streams are compared)\n"
            "  --kernels K      ref | auto | avx2 | avx512 | amx (default auto)\n"
            "  --kv-type T      " TD_KV_TYPE_HELP "\n"
-           "  --threads N      CPU threads (default: all cores)\n"
+           "  --threads N      CPU threads (default: %s)\n"
            "  --json           print only the JSON line\n",
-           TD_MTP_MAX_DRAFTS);
+           TD_MTP_MAX_DRAFTS, td_cli_threads_default());
 }
 
 typedef struct td_mtp_bench {
@@ -376,7 +376,7 @@ static int td_bench_mtp_parse(int argc, char **argv, td_mtp_bench *b)
         } else if (td_args_is(&a, "--temp")) {
             if (!(v = td_args_value(&a)) || !td_parse_double(&a, v, 0, 100, &b->temp)) return 2;
         } else if (td_args_is(&a, "--threads")) {
-            if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, 0, 4096, &b->threads)) return 2;
+            if (!(v = td_args_value(&a)) || !td_parse_threads(&a, v, &b->threads)) return 2;
         } else if (td_args_is(&a, "--kernels")) {
             if (!(v = td_args_value(&a))) return 2;
             if (!td_kernels_from_name(v, &b->kernels))

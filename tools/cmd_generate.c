@@ -2,8 +2,10 @@
 #include "td_alloc.h"
 #include "td_chat_setup.h"
 #include "td_commands.h"
+#include "td_mmap.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,8 +25,10 @@ static void td_generate_help(void)
     printf("usage: tandem generate [--model M] --prompt \"...\" [options]\n\n"
            "Renders the prompt as one user turn in the model's chat format (--template raw: as plain text\n"
            "after BOS), generates, and streams the answer to stdout. Greedy (--temp 0, the default) is\n"
-           "deterministic. With --json, nothing is streamed and stdout is one JSON line: text, tokens,\n"
-           "prompt_tokens, prompt_tok_s, decode_tok_s, mtp, mtp_acceptance, tokens_per_step, mtp_speedup, stop, ...\n\n"
+           "deterministic; sampling (--temp above 0) takes a fresh seed each run unless --seed is given, and\n"
+           "reports it so that --seed repeats the run. With --json, nothing is streamed and stdout is one JSON\n"
+           "line: text, tokens, prompt_tokens, prompt_tok_s, decode_tok_s, seed, mtp, mtp_acceptance,\n"
+           "tokens_per_step, mtp_speedup, stop, ...\n\n"
            "  --prompt P           the prompt text (--prompt-file F reads it from a file, - for stdin)\n"
            "  --system S           a system prompt\n"
            "  --stop S             stop at this text (repeatable, up to %d)\n"
@@ -82,6 +86,13 @@ static int td_generate_parse(int argc, char **argv, td_gen_opts *o)
     }
     if (!o->prompt == !o->prompt_file)
         return td_cli_usage_error("generate", "give exactly one of --prompt and --prompt-file");
+    if (o->prompt_file && td_path_is_dir(o->prompt_file))
+        return td_cli_usage_error("generate", "--prompt-file: %s is a directory; give a text file (or - for stdin)",
+                                  o->prompt_file);
+    if ((o->prompt && td_chat_check_utf8("--prompt", o->prompt, strlen(o->prompt)) != TD_OK) ||
+        (o->system && td_chat_check_utf8("--system", o->system, strlen(o->system)) != TD_OK))
+        return td_cli_usage_error("generate", "%s", td_errmsg());
+    td_chat_opts_pick_seed(&o->c, o->c.sampling.temperature > 0);
     return -1;
 }
 
@@ -89,7 +100,7 @@ static td_status td_read_prompt(const td_gen_opts *o, char **out)
 {
     if (o->prompt) return (*out = td_strdup(o->prompt)) ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
     FILE *f = strcmp(o->prompt_file, "-") == 0 ? stdin : fopen(o->prompt_file, "rb");
-    if (!f) return td_fail(TD_E_IO, "%s: cannot open the prompt file", o->prompt_file);
+    if (!f) return td_fail(TD_E_IO, "%s: cannot open the prompt file: %s", o->prompt_file, strerror(errno));
     size_t cap = 4096, n = 0, got;
     char *buf = td_malloc(cap);
     while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
@@ -105,9 +116,20 @@ static td_status td_read_prompt(const td_gen_opts *o, char **out)
             cap *= 2;
         }
     }
+    bool read_failed = ferror(f);
+    int err = errno;
     if (f != stdin) fclose(f);
     if (!buf) return td_fail(TD_E_NOMEM, "%s: the prompt is too large (64 MiB at most)", o->prompt_file);
     buf[n] = '\0';
+    td_status st = TD_OK;
+    if (read_failed)
+        st = td_fail(TD_E_IO, "%s: cannot read the prompt file: %s", o->prompt_file, strerror(err));
+    else
+        st = td_chat_check_utf8(o->prompt_file, buf, n);
+    if (st != TD_OK) {
+        td_free(buf);
+        return st;
+    }
     *out = buf;
     return TD_OK;
 }
@@ -122,6 +144,7 @@ static void td_gen_stream(void *user, td_gen_piece kind, const char *s, size_t n
 
 static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st)
 {
+    char seed[24];
     cJSON *j = cJSON_CreateObject();
     size_t len;
     const char *text = td_generator_text(rt->gen, &len);
@@ -148,7 +171,11 @@ static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen
     else
         cJSON_AddNumberToObject(j, "mtp_speedup", ms.speedup);
     cJSON_AddStringToObject(j, "stop", td_gen_stop_name(st->stop));
-    cJSON_AddNumberToObject(j, "ctx_used", (double)st->ctx_used);
+    /* the seed as written, exact beyond 2^53 (a JSON number through cJSON would be a double) */
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)td_sampler_params_of(rt->sampler)->seed);
+    cJSON_AddRawToObject(j, "seed", seed);
+    cJSON_AddNumberToObject(j, "temp", td_sampler_params_of(rt->sampler)->temperature);
+    cJSON_AddNumberToObject(j, "ctx_used", (double)td_chat_ctx_shown(st->ctx_used, st->ctx_size));
     cJSON_AddNumberToObject(j, "ctx_size", (double)st->ctx_size);
     cJSON_AddStringToObject(j, "template", td_template_name(rt->tmpl));
     cJSON_AddStringToObject(j, "kv_type", td_kv_type_name(td_session_kv_type(rt->session)));
@@ -206,10 +233,14 @@ int td_cmd_generate(int argc, char **argv)
         if (rt.mtp && (td_mtp_spec_stats(rt.mtp, &ms), ms.decided))
             snprintf(mtp + strlen(mtp), sizeof mtp - strlen(mtp), ", auto kept %s (MTP %.2fx)",
                      ms.drafting ? "MTP" : "plain decoding", ms.speedup);
+        const td_sampler_params *sp = td_sampler_params_of(rt.sampler);
+        char seed[48] = "";
+        if (sp->temperature > 0) snprintf(seed, sizeof seed, ", seed %llu", (unsigned long long)sp->seed);
         fprintf(stderr,
-                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s%s, %lld/%lld context, stop: %s]\n",
+                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s%s, %lld/%lld context, stop: %s%s]\n",
                 (long long)(st.prompt_tokens + st.reused_tokens), st.prompt_tok_s, (long long)st.gen_tokens,
-                st.decode_tok_s, mtp, (long long)st.ctx_used, (long long)st.ctx_size, td_gen_stop_name(st.stop));
+                st.decode_tok_s, mtp, (long long)td_chat_ctx_shown(st.ctx_used, st.ctx_size), (long long)st.ctx_size,
+                td_gen_stop_name(st.stop), seed);
         rc = 0;
     }
     td_tokens_free(&ids);

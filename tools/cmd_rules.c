@@ -42,7 +42,8 @@ static void td_rules_help(void)
         "  --gpu-reserve SIZE kept free on each GPU for the CUDA context and activations (default 1GiB)\n"
         "  --cpu-mem SIZE     use at most SIZE of host memory (shared by the NUMA nodes by their size)\n"
         "  --cpu-bw GBPS      host memory bandwidth, all nodes together (default 100 GB/s per NUMA node)\n"
-        "  --measure-bw       measure this machine's read bandwidth first (about a second, a 1 GiB buffer)\n"
+        "  --measure-bw       measure this machine's read bandwidth first (about a second, a buffer of up to\n"
+        "                     8x the last-level cache)\n"
         "                     and plan with it; not with --host or --topology, which describe another host\n"
         "  --gpu-bw GBPS      GPU memory bandwidth (default: the driver's figure, else 1000 GB/s)\n"
         "  --host SPEC        plan for a host you describe: 2x384GiB (NUMA nodes x memory each), 768GiB\n"
@@ -81,7 +82,8 @@ static td_status td_rules_measure_bw(const td_rules_opts *o, td_devices *devices
     td_cpu *cpu;
     TD_TRY(td_cpu_create(&cp, &cpu));
     td_membw_result r;
-    td_status st = td_membw_measure(cpu, 0, 5, &r);
+    td_membw_params mp = {.passes = 5, .seconds = 1};
+    td_status st = td_membw_measure(cpu, &mp, &r);
     td_cpu_free(cpu);
     if (st == TD_OK) td_devices_set_cpu_bandwidth(devices, r.gbps_median, TD_BW_MEASURED);
     return st;
@@ -176,10 +178,20 @@ static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor
     return st;
 }
 
+/* The overrides are command-line values: a bad one is bad usage (exit 2), like any other bad option. */
+static int td_rules_add_overrides(const td_rules_opts *o, td_rules *rules)
+{
+    for (int i = 0; i < o->n_overrides; i++) {
+        td_status st = td_rules_add_override(rules, o->overrides[i]);
+        if (st == TD_E_NOMEM) return td_cli_fail("rules", st);
+        if (st != TD_OK) return td_cli_usage_error("rules", "%s", td_errmsg());
+    }
+    return 0;
+}
+
 static td_status td_rules_load(const td_rules_opts *o, td_rules **rules)
 {
     TD_TRY(td_rules_create(rules));
-    for (int i = 0; i < o->n_overrides; i++) TD_TRY(td_rules_add_override(*rules, o->overrides[i]));
     if (!o->rules) return TD_OK;
     char buf[4096];
     return td_rules_load_file(*rules, td_rules_resolve_path(o->rules, TANDEM_SOURCE_DIR "/placement_rules", buf, sizeof buf));
@@ -198,6 +210,11 @@ int td_cmd_rules(int argc, char **argv)
     td_hparams hp;
     td_devices *devices = td_calloc(1, sizeof *devices);
     td_status st = devices ? td_rules_load(&o, &rules) : td_fail(TD_E_NOMEM, "out of memory");
+    if (st == TD_OK && (rc = td_rules_add_overrides(&o, rules)) != 0) {
+        td_rules_free(rules);
+        td_free(devices);
+        return rc;
+    }
     if (st == TD_OK) st = o.model ? td_rules_open_model(o.model, &hp, &dir, &gguf) : td_hparams_load(o.config, &hp);
     if (st == TD_OK) st = td_devices_detect(&o.dev, devices);
     if (st == TD_OK && o.measure_bw) st = td_rules_measure_bw(&o, devices);
@@ -209,6 +226,7 @@ int td_cmd_rules(int argc, char **argv)
     if (st != TD_OK) {
         rc = td_cli_fail("rules", st);
     } else {
+        td_plan_print_idle_rules(plan, rules, "tandem rules: ", stderr);
         if (o.json) {
             char *s = td_plan_json(plan, rules);
             if (s) puts(s);

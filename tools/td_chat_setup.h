@@ -23,6 +23,7 @@ typedef struct td_chat_opts {
     int threads;
     int64_t ctx; /* 0: the model's context, capped at 4096 */
     td_sampler_params sampling;
+    bool seed_set; /* --seed given (otherwise a fresh one per run when sampling) */
     int64_t max_tokens;
     bool quiet;
     bool mtp_set;    /* --mtp given (otherwise off) */
@@ -37,6 +38,9 @@ typedef struct td_chat_opts {
 int td_chat_opts_parse(td_args *a, td_chat_opts *o);
 /* The help lines for those options. */
 const char *td_chat_opts_help(void);
+/* Without --seed: a fresh seed from the OS when `sampling` (a temperature above 0, or a chat, where /set
+ * can raise it later), so that each run differs and the seed reported reproduces it. */
+void td_chat_opts_pick_seed(td_chat_opts *o, bool sampling);
 
 typedef struct td_chat_rt {
     td_model *model;
@@ -55,7 +59,17 @@ typedef struct td_chat_rt {
 td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt);
 void td_chat_rt_close(td_chat_rt *rt);
 
-/* Renders msgs with the runtime's template (ending where the answer starts) and tokenizes it. */
+/* Renders msgs with the runtime's template (ending where the answer starts) and tokenizes it. Text that
+ * is not UTF-8 is refused with the offset in the message's own text (not in the rendered template). */
 td_status td_chat_rt_prompt(const td_chat_rt *rt, const td_chat_msg *msgs, int n, td_tokens *out);
+/* Refuses text that is not UTF-8, naming `what` and the byte offset in text. */
+td_status td_chat_check_utf8(const char *what, const char *text, size_t len);
+
+/* The positions a conversation holds, for display: the last token chosen at a full context has no
+ * position of its own, so "used" never reads more than the context. */
+static inline int64_t td_chat_ctx_shown(int64_t used, int64_t size)
+{
+    return used < size ? used : size;
+}
 
 #endif
