@@ -10,7 +10,7 @@
 /* The names the model's entry in bf16-reference.json may have: the file or directory name as given
  * (tiny-dsv3-q8_0-legacy.gguf, tiny-dsv3-bf16), the file's stem, and for HF's own file names
  * (model.safetensors, model-00001-of-00002.safetensors) the directory that holds them. */
-static int td_eval_fixture_names(const char *model, char buf[3][256], const char *names[3])
+static int td_eval_fixture_names(const char *model, char buf[3][4096], const char *names[3])
 {
     char path[4096];
     snprintf(path, sizeof path, "%s", model);
@@ -42,7 +42,7 @@ int td_eval_tier_yardstick(const char *model, const char *file, td_bf16_yardstic
 {
     if (file) snprintf(path, cap, "%s", file);
     else snprintf(path, cap, "%s/fixtures/bf16-reference.json", td_cli_shared_dir());
-    char buf[3][256];
+    char buf[3][4096];
     const char *names[3];
     int n = td_eval_fixture_names(model, buf, names);
     td_status st = td_bf16_yardstick_load(path, names, n, y);
