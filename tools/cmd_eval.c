@@ -41,13 +41,14 @@ static void td_eval_help(void)
            "  --bf16-reference J   the bf16 tier's yardsticks (default: $TANDEM_SHARED/fixtures/\n"
            "                       bf16-reference.json); the model's entry is found by its directory or\n"
            "                       file name (tiny-dsv3-bf16, tiny-dsv3-q8_0-legacy.gguf)\n"
-           "  --threads N          CPU threads (default: all cores)\n"
+           "  --threads N          CPU threads (default: %s)\n"
            "  --mtp-from P         attach the MTP block from an official safetensors file or directory\n"
            "  --expert-groups N/M  route with N expert groups, keeping the top M (GGUFs without group keys)\n"
            "  --rules R            run under a placement plan (a rules file or preset, see tandem rules);\n"
            "                       CPU placements only until the GPU path lands\n"
            "  --override S         regex=device[,...] before the rules (repeatable)\n"
-           "  --json               print only the JSON line\n");
+           "  --json               print only the JSON line\n",
+           td_cli_threads_default());
 }
 
 /* True when s (one '-' or '.' separated piece of a file name) names a quantization: q8_0, Q4_K_M, IQ2_XXS,
@@ -148,6 +149,13 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
         } else if (td_args_is(&a, "--override")) {
             if (!(v = td_args_value(&a))) return 2;
             if (o->n_overrides == 16) return td_cli_usage_error("eval", "--override: at most 16 of them");
+            /* a command-line value: a bad one is bad usage (exit 2), as in tandem rules */
+            td_rules *check = NULL;
+            td_status st = td_rules_create(&check);
+            if (st == TD_OK) st = td_rules_add_override(check, v);
+            td_rules_free(check);
+            if (st == TD_E_NOMEM) return td_cli_fail("eval", st);
+            if (st != TD_OK) return td_cli_usage_error("eval", "%s", td_errmsg());
             o->overrides[o->n_overrides++] = v;
         } else if (td_args_is(&a, "--mtp-from")) {
             if (!(o->mtp_from = td_args_value(&a))) return 2;
@@ -174,7 +182,7 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
         } else if (td_args_is(&a, "--bf16-reference")) {
             if (!(o->bf16_reference = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--threads")) {
-            if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, 0, 4096, &o->threads)) return 2;
+            if (!(v = td_args_value(&a)) || !td_parse_threads(&a, v, &o->threads)) return 2;
         } else if (td_args_is(&a, "--max-rel-err")) {
             if (!(v = td_args_value(&a)) || !td_parse_double(&a, v, 0, 1e6, &o->max_rel_err)) return 2;
         } else if (td_args_is(&a, "--max-kld")) {
@@ -285,6 +293,7 @@ static td_status td_eval_plan(const td_eval_opts *o, const td_model *m, int64_t 
     TD_TRY(td_devices_detect(&dp, &devices));
     td_kv_type kv = o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
     TD_TRY(td_plan_for_model(m, *rules, &devices, n_ctx, td_kv_type_bytes(kv), plan));
+    td_plan_print_idle_rules(*plan, *rules, "tandem eval: ", stderr);
     return td_plan_require_fit(*plan);
 }
 
