@@ -117,7 +117,7 @@ static int td_bs_parse(int argc, char **argv, td_bs *b)
 static td_status td_bs_run_jobs(td_bs *b, int n_slots, int64_t ctx, td_srv_job **jobs, int n, td_srv_stats *st)
 {
     td_srv_sched_params sp = {.engine = b->rt.engine, .tok = b->rt.tok, .n_slots = n_slots, .ctx = ctx,
-                              .queue_cap = n, .mtp = b->c.mtp_set ? b->c.mtp : TD_MTP_OFF, .mtp_k = b->c.mtp_k,
+                              .kv_type = b->c.kv_type, .queue_cap = n, .mtp = b->c.mtp_set ? b->c.mtp : TD_MTP_OFF, .mtp_k = b->c.mtp_k,
                               .quiet = true};
     td_srv_sched *sc;
     TD_TRY(td_srv_sched_create(&sp, &sc));
@@ -244,7 +244,7 @@ static td_status td_bs_prefix(td_bs *b, cJSON *j)
     td_chat_msg msgs[4] = {{TD_ROLE_USER, text}, {TD_ROLE_ASSISTANT, ""}, {TD_ROLE_USER, "And what was quiet?"}};
     td_srv_job *t1 = NULL, *t2 = NULL;
     td_srv_sched_params sp = {.engine = b->rt.engine, .tok = b->rt.tok, .n_slots = 1, .ctx = b->c.ctx ? b->c.ctx : b->prefix_tokens + 2096,
-                              .queue_cap = 2, .quiet = true};
+                              .kv_type = b->c.kv_type, .queue_cap = 2, .quiet = true};
     td_srv_sched *sc = NULL;
     td_strbuf scratch = {0};
     td_status rc = td_bs_turn(b, msgs, 1, &t1);

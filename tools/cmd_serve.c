@@ -156,6 +156,7 @@ int td_cmd_serve(int argc, char **argv)
                                   .tok = rt.tok,
                                   .n_slots = o.parallel,
                                   .ctx = ctx,
+                                  .kv_type = o.c.kv_type,
                                   .queue_cap = o.queue,
                                   .mtp = o.c.mtp_set ? o.c.mtp : TD_MTP_OFF,
                                   .mtp_k = o.c.mtp_k,

@@ -1,6 +1,7 @@
 #include "td_chat_setup.h"
 
 #include "td_alloc.h"
+#include "td_cli_kv.h"
 #include "td_gguf.h"
 #include "td_mmap.h"
 #include "td_mtp_cost.h"
@@ -50,7 +51,7 @@ const char *td_default_model_path(const char **looked)
 
 const char *td_chat_opts_help(void)
 {
-    static char help[2600];
+    static char help[3072];
     snprintf(help, sizeof help,
              "  --model M            HF directory, .safetensors or .gguf (default: the bundled tiny model)\n"
              "  --tokenizer T        tokenizer.json, HF directory or .gguf (default: the model's own)\n"
@@ -65,6 +66,7 @@ const char *td_chat_opts_help(void)
              "  --ctx N              context length in tokens (default: the model's, capped at 4096)\n"
              "  --kernels K          ref | auto | avx2 | avx512 | amx (default auto; amx: bf16 tiles for the\n"
              "                       prompt, faster, rounded to bf16)\n"
+             "  --kv-type T          " TD_KV_TYPE_HELP "\n"
              "  --threads N          CPU threads (default: %s; more than the cores\n"
              "                       take turns on them and run slower)\n"
              "  --mtp M              MTP speculative decoding: off (default), on, or auto (drafts while the\n"
@@ -111,6 +113,9 @@ int td_chat_opts_parse(td_args *a, td_chat_opts *o)
             td_cli_usage_error(a->cmd, "--kernels: '%s' is not one of ref, auto, avx2, avx512, amx", v);
             return -1;
         }
+    } else if (td_args_is(a, "--kv-type")) {
+        TD_VALUE();
+        if (!td_parse_kv_type(a, v, &o->kv_type)) return -1;
     } else if (td_args_is(a, "--threads")) {
         TD_VALUE();
         if (!td_parse_threads(a, v, &o->threads)) return -1;
@@ -222,8 +227,8 @@ td_status td_chat_rt_plan(const td_chat_opts *o, const char *rules_name, const t
     td_devices_params dp = {.gpu_reserve = -1};
     td_devices devices;
     TD_TRY(td_devices_detect(&dp, &devices));
-    int kv_bytes = o->kernels == TD_KERNELS_REF ? 4 : 2;
-    TD_TRY(td_plan_for_model(rt->model, *rules, &devices, kv_positions, kv_bytes, plan));
+    td_kv_type kv = o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
+    TD_TRY(td_plan_for_model(rt->model, *rules, &devices, kv_positions, td_kv_type_bytes(kv), plan));
     return td_plan_require_fit(*plan);
 }
 
@@ -231,7 +236,7 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
 {
     TD_TRY(td_chat_rt_open_model(o, rt));
     TD_TRY(td_chat_rt_open_engine(o, NULL, rt));
-    td_session_params sp = {.n_ctx = o->ctx};
+    td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
     TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
     TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
     TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
