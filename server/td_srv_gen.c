@@ -134,3 +134,40 @@ void td_srv_note_ttft(td_server *s, const td_srv_job *j)
     atomic_fetch_add(&s->ttft_count, 1);
     atomic_fetch_add(&s->ttft_us_sum, (long long)((j->t_first - j->t_submit) * 1e6));
 }
+
+enum MHD_Result td_srv_generate(td_conn *cn, td_srv_req *req, const td_srv_shape *shape)
+{
+    bool thinks, tools = req->n_tools > 0 && req->tool_choice != TD_TOOLS_NONE;
+    enum MHD_Result r;
+    td_srv_job *j = td_srv_job_for(cn, req, &thinks, &r);
+    if (!j || !td_srv_submit_job(cn, j, &r)) {
+        td_srv_req_free(req);
+        return r;
+    }
+    if (req->stream) {
+        td_srv_stream *st = shape->stream(cn, req->api, req, tools);
+        td_srv_req_free(req);
+        if (!st) {
+            td_srv_job_release(j);
+            return td_http_error(cn, 500, "", "out of memory");
+        }
+        st->job = j;
+        return td_http_stream(cn, shape->stream_type, st);
+    }
+    td_srv_api api = req->api;
+    td_srv_req_free(req);
+    td_strbuf events = {0};
+    if (!td_http_wait_job(cn, j, &events)) {
+        td_strbuf_free(&events);
+        td_srv_job_free(j);
+        return MHD_NO; /* the client left: nobody to answer */
+    }
+    td_srv_note_ttft(cn->srv, j);
+    if (j->status)
+        r = td_http_error(cn, j->status, "", "%s", j->error);
+    else
+        r = td_http_json(cn, 200, shape->whole(cn, api, j, &events, tools));
+    td_strbuf_free(&events);
+    td_srv_job_free(j);
+    return r;
+}

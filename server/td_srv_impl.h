@@ -98,6 +98,16 @@ bool td_srv_model_ok(const td_server *s, const char *model);
 td_srv_job *td_srv_job_for(td_conn *cn, const td_srv_req *req, bool *thinks, enum MHD_Result *r);
 /* Submits; on a full queue or a drain, answers 429 / 503 and frees the job (returns false). */
 bool td_srv_submit_job(td_conn *cn, td_srv_job *j, enum MHD_Result *r);
+/* How an API shapes answers: a stream (allocated with its own state; the job is set by the caller) and a
+ * whole answer. */
+typedef struct td_srv_shape {
+    const char *stream_type;
+    td_srv_stream *(*stream)(td_conn *cn, td_srv_api api, const td_srv_req *req, bool tools);
+    cJSON *(*whole)(td_conn *cn, td_srv_api api, const td_srv_job *j, const td_strbuf *events, bool tools);
+} td_srv_shape;
+/* A parsed generation request answered: the job made and submitted, then streamed or waited for. Frees
+ * the request. */
+enum MHD_Result td_srv_generate(td_conn *cn, td_srv_req *req, const td_srv_shape *shape);
 /* Splits the pieces of a job into answer text and reasoning. */
 void td_srv_split_pieces(const td_strbuf *events, td_strbuf *text, td_strbuf *reasoning);
 const char *td_srv_finish_reason(const td_srv_job *j);

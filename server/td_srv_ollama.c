@@ -188,6 +188,21 @@ static enum MHD_Result td_ol_loaded(td_conn *cn, const td_srv_req *req)
     return td_http_json(cn, 200, c);
 }
 
+static td_srv_stream *td_ol_new_stream(td_conn *cn, td_srv_api api, const td_srv_req *req, bool tools)
+{
+    (void)req;
+    td_ol_stream *st = td_calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->api = api;
+    snprintf(st->model, sizeof st->model, "%s", cn->srv->m.id);
+    st->tools = tools;
+    st->base.emit = td_ol_emit;
+    st->base.destroy = td_ol_destroy;
+    return &st->base;
+}
+
+static const td_srv_shape td_ol_shape = {"application/x-ndjson", td_ol_new_stream, td_ol_whole};
+
 static enum MHD_Result td_ol_generate(td_conn *cn, td_srv_api api)
 {
     td_srv_req req;
@@ -206,43 +221,7 @@ static enum MHD_Result td_ol_generate(td_conn *cn, td_srv_api api)
         td_srv_req_free(&req);
         return r;
     }
-    bool thinks, tools = req.n_tools > 0 && req.tool_choice != TD_TOOLS_NONE;
-    td_srv_job *j = td_srv_job_for(cn, &req, &thinks, &r);
-    if (!j || !td_srv_submit_job(cn, j, &r)) {
-        td_srv_req_free(&req);
-        return r;
-    }
-    bool stream = req.stream;
-    td_srv_req_free(&req);
-    if (stream) {
-        td_ol_stream *st = td_calloc(1, sizeof *st);
-        if (!st) {
-            td_srv_job_release(j);
-            return td_http_error(cn, 500, "", "out of memory");
-        }
-        st->api = api;
-        snprintf(st->model, sizeof st->model, "%s", cn->srv->m.id);
-        st->tools = tools;
-        st->base.job = j;
-        st->base.emit = td_ol_emit;
-        st->base.destroy = td_ol_destroy;
-        return td_http_stream(cn, "application/x-ndjson", &st->base);
-    }
-    td_strbuf events = {0};
-    if (!td_http_wait_job(cn, j, &events)) {
-        td_strbuf_free(&events);
-        td_srv_job_free(j);
-        return MHD_NO;
-    }
-    td_srv_note_ttft(cn->srv, j);
-    if (j->status) {
-        r = td_http_error(cn, j->status, "", "%s", j->error);
-    } else {
-        r = td_http_json(cn, 200, td_ol_whole(cn, api, j, &events, tools));
-    }
-    td_strbuf_free(&events);
-    td_srv_job_free(j);
-    return r;
+    return td_srv_generate(cn, &req, &td_ol_shape);
 }
 
 enum MHD_Result td_route_ollama_chat(td_conn *cn)

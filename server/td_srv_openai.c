@@ -239,53 +239,30 @@ static cJSON *td_oa_whole(td_conn *cn, td_srv_api api, const td_srv_job *j, cons
     return root;
 }
 
+static td_srv_stream *td_oa_new_stream(td_conn *cn, td_srv_api api, const td_srv_req *req, bool tools)
+{
+    td_oa_stream *st = td_calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->api = api;
+    td_oa_id(st->id, sizeof st->id, api == TD_API_CHAT ? "chatcmpl-" : "cmpl-");
+    st->created = (long long)time(NULL);
+    snprintf(st->model, sizeof st->model, "%s", cn->srv->m.id);
+    st->include_usage = req->include_usage;
+    st->tools = tools;
+    st->base.emit = td_oa_emit;
+    st->base.destroy = td_oa_destroy;
+    return &st->base;
+}
+
+static const td_srv_shape td_oa_shape = {"text/event-stream", td_oa_new_stream, td_oa_whole};
+
 static enum MHD_Result td_oa_generate(td_conn *cn, td_srv_api api)
 {
     td_srv_req req;
     td_srv_err err;
     if (td_srv_parse(api, cn->body.p ? cn->body.p : "", cn->body.n, &req, &err) != TD_OK)
         return td_http_error(cn, err.message[0] ? 400 : 500, err.param, "%s", err.message[0] ? err.message : td_errmsg());
-    bool thinks, tools = req.n_tools > 0 && req.tool_choice != TD_TOOLS_NONE;
-    enum MHD_Result r;
-    td_srv_job *j = td_srv_job_for(cn, &req, &thinks, &r);
-    if (!j || !td_srv_submit_job(cn, j, &r)) {
-        td_srv_req_free(&req);
-        return r;
-    }
-    if (req.stream) {
-        td_oa_stream *st = td_calloc(1, sizeof *st);
-        if (!st) {
-            td_srv_job_release(j);
-            td_srv_req_free(&req);
-            return td_http_error(cn, 500, "", "out of memory");
-        }
-        st->api = api;
-        td_oa_id(st->id, sizeof st->id, api == TD_API_CHAT ? "chatcmpl-" : "cmpl-");
-        st->created = (long long)time(NULL);
-        snprintf(st->model, sizeof st->model, "%s", cn->srv->m.id);
-        st->include_usage = req.include_usage;
-        st->tools = tools;
-        st->base.job = j;
-        st->base.emit = td_oa_emit;
-        st->base.destroy = td_oa_destroy;
-        td_srv_req_free(&req);
-        return td_http_stream(cn, "text/event-stream", &st->base);
-    }
-    td_srv_req_free(&req);
-    td_strbuf events = {0};
-    if (!td_http_wait_job(cn, j, &events)) {
-        td_strbuf_free(&events);
-        td_srv_job_free(j);
-        return MHD_NO; /* the client left: nobody to answer */
-    }
-    td_srv_note_ttft(cn->srv, j);
-    if (j->status)
-        r = td_http_error(cn, j->status, "", "%s", j->error);
-    else
-        r = td_http_json(cn, 200, td_oa_whole(cn, api, j, &events, tools));
-    td_strbuf_free(&events);
-    td_srv_job_free(j);
-    return r;
+    return td_srv_generate(cn, &req, &td_oa_shape);
 }
 
 enum MHD_Result td_route_chat(td_conn *cn)

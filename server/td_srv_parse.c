@@ -311,6 +311,15 @@ typedef struct td_field {
     td_field_fn fn; /* NULL: accepted, and it changes nothing by definition */
 } td_field;
 
+#define TD_N(t) (sizeof t / sizeof t[0])
+
+static const td_field *td_find_field(const td_field *fields, size_t n, const char *name)
+{
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(name, fields[k].name) == 0) return &fields[k];
+    return NULL;
+}
+
 #define TD_FIELD(fname) static td_status fname(td_pctx *c, const cJSON *v, td_srv_req *r)
 
 TD_FIELD(td_f_model)
@@ -492,9 +501,7 @@ TD_FIELD(td_f_options)
     const cJSON *f;
     cJSON_ArrayForEach(f, v)
     {
-        const td_field *hit = NULL;
-        for (size_t k = 0; k < sizeof td_ollama_options / sizeof td_ollama_options[0]; k++)
-            if (strcmp(f->string, td_ollama_options[k].name) == 0) hit = &td_ollama_options[k];
+        const td_field *hit = td_find_field(td_ollama_options, TD_N(td_ollama_options), f->string);
         if (!hit) return td_bad(c, "options", "option '%.64s' is not supported", f->string);
         if (hit->fn) {
             TD_TRY(hit->fn(c, f, r));
@@ -510,11 +517,10 @@ TD_FIELD(td_f_options)
     return TD_OK;
 }
 
-static const td_field td_chat_fields[] = {
+/* OpenAI's fields that chat and completions share. */
+static const td_field td_openai_fields[] = {
     {"model", td_f_model},
-    {"messages", td_f_messages},
     {"max_tokens", td_f_max_tokens},
-    {"max_completion_tokens", td_f_max_tokens},
     {"temperature", td_f_temperature},
     {"top_p", td_f_top_p},
     {"top_k", td_f_top_k},
@@ -524,38 +530,24 @@ static const td_field td_chat_fields[] = {
     {"stream", td_f_stream},
     {"stream_options", td_f_stream_options},
     {"n", td_f_n},
-    {"tools", td_f_tools},
-    {"tool_choice", td_f_tool_choice},
-    {"parallel_tool_calls", td_f_true},
     {"user", td_f_user},
     {"frequency_penalty", td_f_zero},
     {"presence_penalty", td_f_zero},
-    {"logprobs", td_f_false},
-    {"response_format", td_f_response_format},
     {"logit_bias", td_f_empty},
 };
 
+static const td_field td_chat_fields[] = {
+    {"messages", td_f_messages},
+    {"max_completion_tokens", td_f_max_tokens},
+    {"tools", td_f_tools},
+    {"tool_choice", td_f_tool_choice},
+    {"parallel_tool_calls", td_f_true},
+    {"logprobs", td_f_false},
+    {"response_format", td_f_response_format},
+};
+
 static const td_field td_completion_fields[] = {
-    {"model", td_f_model},
-    {"prompt", td_f_prompt},
-    {"max_tokens", td_f_max_tokens},
-    {"temperature", td_f_temperature},
-    {"top_p", td_f_top_p},
-    {"top_k", td_f_top_k},
-    {"min_p", td_f_min_p},
-    {"seed", td_f_seed},
-    {"stop", td_f_stop},
-    {"stream", td_f_stream},
-    {"stream_options", td_f_stream_options},
-    {"n", td_f_n},
-    {"best_of", td_f_one},
-    {"echo", td_f_false},
-    {"suffix", td_f_empty},
-    {"user", td_f_user},
-    {"frequency_penalty", td_f_zero},
-    {"presence_penalty", td_f_zero},
-    {"logprobs", td_f_empty},
-    {"logit_bias", td_f_empty},
+    {"prompt", td_f_prompt}, {"best_of", td_f_one}, {"echo", td_f_false}, {"suffix", td_f_empty}, {"logprobs", td_f_empty},
 };
 
 static const td_field td_ollama_chat_fields[] = {
@@ -574,13 +566,14 @@ static const struct {
     const td_field *fields;
     size_t n;
     const char *required;
+    bool openai; /* td_openai_fields too */
 } td_api_fields[TD_API_COUNT] = {
-    [TD_API_CHAT] = {td_chat_fields, sizeof td_chat_fields / sizeof td_chat_fields[0], "messages"},
-    [TD_API_COMPLETIONS] = {td_completion_fields, sizeof td_completion_fields / sizeof td_completion_fields[0], "prompt"},
-    [TD_API_OLLAMA_CHAT] = {td_ollama_chat_fields, sizeof td_ollama_chat_fields / sizeof td_ollama_chat_fields[0],
-                            "messages"},
-    [TD_API_OLLAMA_GEN] = {td_ollama_gen_fields, sizeof td_ollama_gen_fields / sizeof td_ollama_gen_fields[0], NULL},
+    [TD_API_CHAT] = {td_chat_fields, TD_N(td_chat_fields), "messages", true},
+    [TD_API_COMPLETIONS] = {td_completion_fields, TD_N(td_completion_fields), "prompt", true},
+    [TD_API_OLLAMA_CHAT] = {td_ollama_chat_fields, TD_N(td_ollama_chat_fields), "messages", false},
+    [TD_API_OLLAMA_GEN] = {td_ollama_gen_fields, TD_N(td_ollama_gen_fields), NULL, false},
 };
+
 
 static td_status td_parse_fields(td_pctx *c, const cJSON *root, td_srv_req *r)
 {
@@ -589,9 +582,8 @@ static td_status td_parse_fields(td_pctx *c, const cJSON *root, td_srv_req *r)
     const cJSON *f;
     cJSON_ArrayForEach(f, root)
     {
-        const td_field *hit = NULL;
-        for (size_t k = 0; k < n && !hit; k++)
-            if (strcmp(f->string, fields[k].name) == 0) hit = &fields[k];
+        const td_field *hit = td_find_field(fields, n, f->string);
+        if (!hit && td_api_fields[r->api].openai) hit = td_find_field(td_openai_fields, TD_N(td_openai_fields), f->string);
         if (!hit) return td_bad(c, f->string, "'%.64s' is not supported by this server", f->string);
         for (const cJSON *g = root->child; g != f; g = g->next)
             if (strcmp(g->string, f->string) == 0) return td_bad(c, f->string, "'%.64s' appears twice", f->string);
