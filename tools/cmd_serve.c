@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TD_SERVE_GRACE_S 1.0 /* a drain lets running answers go on this long, then cuts them */
 
@@ -102,11 +103,12 @@ static int td_serve_parse(int argc, char **argv, td_serve_opts *o)
     return -1;
 }
 
-/* TANDEM_SERVE_TEST_DELAY_MS: the tests' pause after every decode step (answers of the bundled model end
- * in milliseconds, too soon to press stop or to drain while one runs). */
-static double td_serve_test_delay(void)
+/* Pauses for the tests, in seconds from milliseconds in the environment: TANDEM_SERVE_TEST_DELAY_MS after
+ * every step (answers of the bundled model end in milliseconds, too soon to press stop or to drain while
+ * one runs), TANDEM_SERVE_TEST_LOAD_DELAY_MS before the model loads (to see the server loading). */
+static double td_serve_test_delay(const char *name)
 {
-    const char *v = getenv("TANDEM_SERVE_TEST_DELAY_MS");
+    const char *v = getenv(name);
     double ms = v ? atof(v) : 0;
     return ms > 0 && ms < 10000 ? ms / 1000 : 0;
 }
@@ -140,6 +142,8 @@ int td_cmd_serve(int argc, char **argv)
     td_rules *rules = NULL;
     td_plan *plan = NULL;
     td_srv_sched *sched = NULL;
+    double load_delay = td_serve_test_delay("TANDEM_SERVE_TEST_LOAD_DELAY_MS");
+    if (load_delay > 0) usleep((useconds_t)(load_delay * 1e6));
     st = td_chat_rt_open_model(&o.c, &rt);
     int64_t ctx = o.c.ctx;
     if (st == TD_OK && ctx == 0)
@@ -160,7 +164,7 @@ int td_cmd_serve(int argc, char **argv)
                                   .queue_cap = o.queue,
                                   .mtp = o.c.mtp_set ? o.c.mtp : TD_MTP_OFF,
                                   .mtp_k = o.c.mtp_k,
-                                  .step_delay_s = td_serve_test_delay(),
+                                  .step_delay_s = td_serve_test_delay("TANDEM_SERVE_TEST_DELAY_MS"),
                                   .quiet = o.c.quiet};
         if (sp.mtp != TD_MTP_OFF && !rt.model->mtp) {
             if (!o.c.quiet) fprintf(stderr, "note: %s has no MTP block: decoding without MTP\n", rt.model->path);

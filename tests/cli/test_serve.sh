@@ -47,6 +47,19 @@ set +e
 set -e
 [ $rc = 2 ] && grep -q 'per request' "$tmp/usage" || fail "--temp: exit $rc: $(cat "$tmp/usage")"
 
+# ---------------------------------------------------------------- loading: 503 until the model is in
+TANDEM_SERVE_TEST_LOAD_DELAY_MS=3000 "$TANDEM" serve --port 0 2>"$tmp/err" &
+PID=$!
+pids+=("$PID")
+for _ in $(seq 100); do grep -q 'listening' "$tmp/err" && break; sleep 0.05; done
+URL=$(grep -o 'http://[^/]*' "$tmp/err" | head -n 1)
+expect 503 '"status":"loading"' GET /health ''
+expect 503 'still loading' POST /v1/chat/completions '{"messages":[{"role":"user","content":"x"}]}'
+for _ in $(seq 600); do grep -q 'ready:' "$tmp/err" && break; sleep 0.1; done
+expect 200 '"status":"ok"' GET /health ''
+stop
+echo "loading: /health and the routes answer 503 until the model is loaded"
+
 # ---------------------------------------------------------------- errors, with a key
 KEY=s3cret
 export TANDEM_SERVE_TEST_DELAY_MS=100 # answers take over a second: time to queue, disconnect and drain
@@ -77,11 +90,12 @@ expect 200 '"content":"' POST /v1/chat/completions "$CHAT" "${A[@]}"
 echo "errors: 401 without or with a wrong key, 400 naming the field, 404, 405, 413; the server goes on serving"
 
 # queue full: one slot and one place in the queue; a third request gets 429
-for i in 1 2; do curl -s -N "${A[@]}" "$URL/v1/chat/completions" -d "$CHAT" >"$tmp/bg$i" & pids+=($!); done
+bg=()
+for i in 1 2; do curl -s -N "${A[@]}" "$URL/v1/chat/completions" -d "$CHAT" >"$tmp/bg$i" & bg+=($!); done
 sleep 0.3
 got=$(curl -s -D "$tmp/h" -o "$tmp/body" -w '%{http_code}' "${A[@]}" "$URL/v1/chat/completions" -d "$CHAT")
 [ "$got" = 429 ] && grep -qi '^retry-after:' "$tmp/h" || fail "a full queue: $got $(cat "$tmp/body")"
-wait "${pids[@]:1}" 2>/dev/null || true
+wait "${bg[@]}" 2>/dev/null || true
 echo "queue full: 429 with Retry-After"
 
 # a client that leaves: its generation is cancelled and the slot freed within a step or two
