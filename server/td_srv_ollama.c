@@ -112,7 +112,7 @@ static void td_ol_emit(td_srv_stream *base, const td_strbuf *events, bool done)
     td_srv_job *j = base->job;
     td_strbuf text = {0}, reasoning = {0};
     td_srv_split_pieces(events, &text, &reasoning);
-    td_strbuf_put(&st->content, text.p, text.n);
+    if (text.n) td_strbuf_put(&st->content, text.p, text.n);
     size_t safe = st->tools ? td_srv_calls_safe_prefix(st->content.p, st->content.n) : st->content.n;
     if (safe > st->content_sent || reasoning.n) {
         char *t = td_ol_dup(&st->content, st->content_sent, safe), *r = reasoning.n ? td_ol_dup(&reasoning, 0, reasoning.n) : NULL;
