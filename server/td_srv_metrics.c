@@ -74,6 +74,9 @@ enum MHD_Result td_route_metrics(td_conn *cn)
         td_metric(&b, "tandem_generated_tokens_total", "counter", "tokens generated", (double)t.gen_tokens);
         td_metric(&b, "tandem_forward_steps_total", "counter", "batched forward calls", (double)t.steps);
         td_metric(&b, "tandem_forward_rows_total", "counter", "token rows in those calls", (double)t.rows);
+        td_metric(&b, "tandem_decode_steps_total", "counter", "batched forward calls without prompt rows",
+                  (double)t.decode_steps);
+        td_metric(&b, "tandem_decode_tokens_total", "counter", "tokens chosen in those calls", (double)t.decode_tokens);
         td_metric(&b, "tandem_prompt_seconds_total", "counter", "seconds of steps with prompt rows", t.prompt_s);
         td_metric(&b, "tandem_decode_seconds_total", "counter", "seconds of steps with decode rows only", t.decode_s);
         td_metric(&b, "tandem_prompt_tokens_per_second", "gauge", "prompt tokens per second of prompt steps",

@@ -79,12 +79,15 @@ await main(async () => {
       generated_tokens: metric('tandem_generated_tokens_total'),
       decode_tok_s: Number(metric('tandem_decode_tokens_per_second').toFixed(0)),
       rows_per_step: Number((metric('tandem_forward_rows_total') / metric('tandem_forward_steps_total')).toFixed(2)),
+      // tokens per decode-only step: the slots whose decode steps ran in one forward call
+      tokens_per_decode_step: Number((metric('tandem_decode_tokens_total') / metric('tandem_decode_steps_total')).toFixed(2)),
       sanitized: SANITIZED,
     };
     fs.writeFileSync(path.join(BUILD, 'serve-load.json'), JSON.stringify(result) + '\n');
     console.log(JSON.stringify(result));
     check(problems.length === 0, `${problems.length} of ${requests} answers were lost or wrong; first: ${problems.slice(0, 3).join(' | ')}`);
     check(requests >= CLIENTS, `only ${requests} requests in ${SECONDS} s`);
+    check(result.tokens_per_decode_step >= 2, `decode steps were not batched: ${result.tokens_per_decode_step} tokens per step`);
   } finally {
     const code = await srv.stop();
     check(code === 0, `the server exited with ${code}: ${srv.stderr().slice(-2000)}`);
