@@ -136,6 +136,13 @@ for mtp in off on; do
     KEY=""
     curl -s "$URL/v1/chat/completions" -d "${CHAT%\}},\"max_tokens\":64}" >"$tmp/body"
     grep -q "\"content\":${want#\"text\":}" "$tmp/body" || fail "--mtp $mtp: $(cat "$tmp/body") is not $want"
+    if [ "$mtp" = off ]; then # a request with tools: offered in the prompt; the bundled model answers in text
+        TOOLS='"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]'
+        curl -s "$URL/v1/chat/completions" -d "${CHAT%\}},$TOOLS}" >"$tmp/body"
+        grep -q '"finish_reason":"stop"' "$tmp/body" && grep -q '"content":"' "$tmp/body" || fail "tools: $(cat "$tmp/body")"
+        curl -s "$URL/api/chat" -d "{\"model\":\"default\",\"stream\":false,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],$TOOLS}" >"$tmp/body"
+        grep -q '"done":true' "$tmp/body" || fail "ollama tools: $(cat "$tmp/body")"
+    fi
     drafted=$(metric tandem_mtp_drafted_total)
     if [ "$mtp" = on ]; then
         [ "${drafted%.*}" -gt 0 ] || fail "--mtp on drafted nothing"
