@@ -8,6 +8,14 @@
 #include <stdio.h>
 #include <string.h>
 
+bool td_srv_parse_body(td_conn *cn, td_srv_api api, td_srv_req *req, enum MHD_Result *r)
+{
+    td_srv_err err;
+    if (td_srv_parse(api, cn->body.p ? cn->body.p : "", cn->body.n, req, &err) == TD_OK) return true;
+    *r = td_http_error(cn, err.message[0] ? 400 : 500, err.param, "%s", err.message[0] ? err.message : td_errmsg());
+    return false;
+}
+
 bool td_srv_model_ok(const td_server *s, const char *model)
 {
     if (!model || !*model || strcmp(model, "default") == 0 || strcmp(model, s->m.id) == 0) return true;

@@ -91,6 +91,8 @@ void td_srv_job_release(td_srv_job *j);
 
 /* ------------------------------------------------------------------ shared by the APIs (td_srv_gen.c) */
 
+/* The request body parsed for api; on failure the 400 has been sent (*r its result). */
+bool td_srv_parse_body(td_conn *cn, td_srv_api api, td_srv_req *req, enum MHD_Result *r);
 /* Checks req.model: the served id, "<id>:latest", "default", or absent. */
 bool td_srv_model_ok(const td_server *s, const char *model);
 /* A job for a parsed request: the prompt rendered and tokenized, limits and sampling set. On failure an

@@ -206,10 +206,8 @@ static const td_srv_shape td_ol_shape = {"application/x-ndjson", td_ol_new_strea
 static enum MHD_Result td_ol_generate(td_conn *cn, td_srv_api api)
 {
     td_srv_req req;
-    td_srv_err err;
-    if (td_srv_parse(api, cn->body.p ? cn->body.p : "", cn->body.n, &req, &err) != TD_OK)
-        return td_http_error(cn, err.message[0] ? 400 : 500, err.param, "%s", err.message[0] ? err.message : td_errmsg());
     enum MHD_Result r;
+    if (!td_srv_parse_body(cn, api, &req, &r)) return r;
     if (!td_srv_model_ok(cn->srv, req.model)) {
         r = td_http_error(cn, 400, "model", "model '%.200s' is not served here: this server serves '%s'", req.model,
                           cn->srv->m.id);

@@ -259,9 +259,8 @@ static const td_srv_shape td_oa_shape = {"text/event-stream", td_oa_new_stream, 
 static enum MHD_Result td_oa_generate(td_conn *cn, td_srv_api api)
 {
     td_srv_req req;
-    td_srv_err err;
-    if (td_srv_parse(api, cn->body.p ? cn->body.p : "", cn->body.n, &req, &err) != TD_OK)
-        return td_http_error(cn, err.message[0] ? 400 : 500, err.param, "%s", err.message[0] ? err.message : td_errmsg());
+    enum MHD_Result r;
+    if (!td_srv_parse_body(cn, api, &req, &r)) return r;
     return td_srv_generate(cn, &req, &td_oa_shape);
 }
 
