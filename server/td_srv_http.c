@@ -355,7 +355,7 @@ td_status td_server_start(const td_server_params *p, td_server **out)
     s->p = *p;
     atomic_init(&s->state, TD_SRV_LOADING);
     atomic_store(&s->started_unix, (long long)time(NULL));
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD; /* errors: ours, below */
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, td_on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_NOTIFY_COMPLETED, td_on_completed, s, MHD_OPTION_CONNECTION_LIMIT,

@@ -134,6 +134,7 @@ int td_cmd_serve(int argc, char **argv)
     td_server_params hp = {.host = o.host, .port = o.port, .api_key = o.api_key, .max_body = (int64_t)o.max_body,
                            .quiet = o.c.quiet};
     td_status st = td_server_start(&hp, &srv);
+    if (st == TD_E_ARG) return td_cli_usage_error("serve", "%s", td_errmsg());
     if (st != TD_OK) return td_cli_fail("serve", st);
     if (!o.c.quiet)
         fprintf(stderr, "tandem serve: listening on http://%s%s%s:%d/ (loading the model)\n", strchr(o.host, ':') ? "[" : "",
