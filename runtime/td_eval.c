@@ -3,7 +3,6 @@
 #include "td_alloc.h"
 #include "td_ops.h"
 #include "td_safetensors.h"
-#include "td_session_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -95,7 +94,7 @@ td_status td_eval_run(td_session *s, const char *ref_path, const td_eval_params 
 {
     memset(out, 0, sizeof *out);
     out->decode_max_rel_err = out->mtp_max_rel_err = out->min_greedy_margin = -1;
-    td_model *m = td_engine_model(s->e);
+    td_model *m = td_session_model(s);
     int64_t V = m->hp.vocab_size, H = m->hp.hidden_size;
     if (td_session_pos(s) != 0) return td_fail(TD_E_ARG, "evaluation needs a fresh session");
 
@@ -142,7 +141,7 @@ td_status td_eval_run(td_session *s, const char *ref_path, const td_eval_params 
     memcpy(greedy, t_greedy->data, (size_t)G * sizeof *greedy);
 
     /* 1. one prefill over the prompt */
-    td_attn_path saved = s->p.attn;
+    td_attn_path saved = td_session_attn_path(s);
     td_session_set_attn_path(s, p ? p->attn : TD_ATTN_AUTO);
     st = td_session_forward(s, ids, T, ours, hidden);
     td_session_set_attn_path(s, saved);
