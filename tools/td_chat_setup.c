@@ -1,6 +1,7 @@
 #include "td_chat_setup.h"
 
 #include "td_alloc.h"
+#include "td_cli_kv.h"
 #include "td_gguf.h"
 #include "td_mmap.h"
 #include "td_mtp_cost.h"
@@ -49,7 +50,7 @@ const char *td_default_model_path(const char **looked)
 
 const char *td_chat_opts_help(void)
 {
-    static char help[2600];
+    static char help[3072];
     snprintf(help, sizeof help,
              "  --model M            HF directory, .safetensors or .gguf (default: the bundled tiny model)\n"
              "  --tokenizer T        tokenizer.json, HF directory or .gguf (default: the model's own)\n"
@@ -64,6 +65,7 @@ const char *td_chat_opts_help(void)
              "  --ctx N              context length in tokens (default: the model's, capped at 4096)\n"
              "  --kernels K          ref | auto | avx2 | avx512 | amx (default auto; amx: bf16 tiles for the\n"
              "                       prompt, faster, rounded to bf16)\n"
+             "  --kv-type T          " TD_KV_TYPE_HELP "\n"
              "  --threads N          CPU threads (default: %s; more than the cores\n"
              "                       take turns on them and run slower)\n"
              "  --mtp M              MTP speculative decoding: off (default), on, or auto (drafts while the\n"
@@ -110,6 +112,9 @@ int td_chat_opts_parse(td_args *a, td_chat_opts *o)
             td_cli_usage_error(a->cmd, "--kernels: '%s' is not one of ref, auto, avx2, avx512, amx", v);
             return -1;
         }
+    } else if (td_args_is(a, "--kv-type")) {
+        TD_VALUE();
+        if (!td_parse_kv_type(a, v, &o->kv_type)) return -1;
     } else if (td_args_is(a, "--threads")) {
         TD_VALUE();
         if (!td_parse_threads(a, v, &o->threads)) return -1;
@@ -194,7 +199,7 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     if (st != TD_OK) return st;
     td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads};
     TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));
-    td_session_params sp = {.n_ctx = o->ctx};
+    td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
     TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
     TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
     TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));

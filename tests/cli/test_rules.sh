@@ -111,4 +111,6 @@ out=$("$T" eval --model "$TINY" --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
 check "eval refuses GPU placements (exit $rc)" '[ $rc -eq 1 ] && grep -q "GPU path is not written yet" <<<"$out"'
 out=$("$T" eval --model "$TINY" --override 'exps=CUDA0' 2>&1); rc=$?
 check "eval refuses GPU overrides (exit $rc)" '[ $rc -eq 1 ] && grep -q "by --override #1" <<<"$out"'
+out=$("$T" eval --model "$TINY" --override 'exps(=cpu' 2>&1); rc=$?
+check "eval: a bad --override regex is bad usage (exit $rc)" '[ $rc -eq 2 ] && grep -q "bad regex" <<<"$out"'
 exit $fail
