@@ -17,9 +17,6 @@ float td_dot_f32(const float *a, const float *b, int64_t n);
 /* y += a * x */
 void td_axpy_f32(float *y, float a, const float *x, int64_t n);
 int64_t td_argmax_f32(const float *x, int64_t n);
-/* The index of the first NaN or Inf among x[0..n), or -1 when all are finite. Cheap enough for every
- * decode step's logits. */
-int64_t td_first_nonfinite(const float *x, int64_t n);
 
 /* Reference products: each weight row is dequantized into row_buf (m->cols floats), then used in float32.
  * td_linear_ref:   y[t][r] = sum_c W[r][c] x[t][c]   for t < n_tok (x is [n_tok][cols], y [n_tok][rows])

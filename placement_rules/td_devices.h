@@ -1,13 +1,15 @@
 /* td_devices: what a plan can place modules on. The host comes from hwloc (cores, NUMA nodes and their
  * memory): this machine, a synthetic description or an lstopo XML file, so that plans for other machines
- * (and tests of a dual-socket box) need no such machine. GPUs come from CUDA, or are described with
- * --gpus (planning for a card this machine doesn't have). Budgets and bandwidths can be capped or given. */
+ * (and tests of a dual-socket box) need no such machine. GPUs come from a probe the caller passes (the
+ * runtime's asks CUDA), or are described with --gpus (planning for a card this machine doesn't have).
+ * Budgets and bandwidths can be capped or given. */
 #ifndef TD_DEVICES_H
 #define TD_DEVICES_H
 
 #include "td_status.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TD_MAX_NUMA 64
@@ -59,11 +61,16 @@ typedef struct td_devices {
     char gpu_note[160];         /* why no GPU was found, for messages */
 } td_devices;
 
+/* Lists this machine's GPUs into gpus[0..*n) (at most cap, each's name, memory and bandwidth if known), or
+ * says in note why there are none. placement_rules/ knows no device API: the runtime supplies the probe
+ * (td_gpu_probe.h). */
+typedef td_status (*td_gpu_probe_fn)(td_gpu *gpus, int cap, int *n, char *note, size_t note_cap);
+
 typedef struct td_devices_params {
     const char *topology;       /* NULL: this machine; "synthetic:<hwloc synthetic>"; or an lstopo XML file */
     int host_nodes;             /* > 0: a host of this many NUMA nodes (--host), instead of the topology */
     uint64_t host_node_bytes;   /* memory of each of them */
-    bool detect_gpus;           /* ask CUDA for its devices */
+    td_gpu_probe_fn gpu_probe;  /* asks the GPU API for its devices (NULL: GPUs are not looked for) */
     int n_virtual_gpus;         /* > 0: these GPUs instead of the detected ones (--gpus) */
     uint64_t virtual_gpu_bytes[TD_MAX_GPUS];
     uint64_t gpu_mem;           /* cap per GPU, bytes (0: none); an error when there is no GPU to cap */

@@ -15,7 +15,7 @@
 #ifndef TD_RULES_H
 #define TD_RULES_H
 
-#include "td_cpu.h"
+#include "td_kernels.h"
 #include "td_model.h"
 #include "td_status.h"
 #include "td_types.h"

@@ -81,6 +81,7 @@ int64_t td_session_ctx(const td_session *s);
 int64_t td_session_kv_bytes_per_token(const td_session *s);
 td_kv_type td_session_kv_type(const td_session *s);
 td_engine *td_session_engine(const td_session *s);
+td_model *td_session_model(const td_session *s); /* the engine's model */
 td_attn_path td_session_attn_path(const td_session *s);
 
 /* Runs n tokens at positions pos..pos+n-1 and advances pos. logits_all ([n][V]) and hidden_all ([n][H],

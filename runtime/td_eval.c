@@ -182,7 +182,7 @@ static td_status td_eval_forward(td_session *s, const int32_t *tok, int64_t n, f
                                  td_routes *r, int64_t pos0)
 {
     if (!r) return td_session_forward(s, tok, n, logits, hidden);
-    const td_hparams *hp = &td_engine_model(td_session_engine(s))->hp;
+    const td_hparams *hp = &td_session_model(s)->hp;
     int64_t B = td_engine_max_batch(td_session_engine(s));
     td_status st = TD_OK;
     for (int64_t i = 0; st == TD_OK && i < n; i += B) {
@@ -255,7 +255,7 @@ td_status td_eval_run(td_session *s, const char *ref_path, const td_eval_params 
     memset(out, 0, sizeof *out);
     out->decode_max_rel_err = out->mtp_max_rel_err = out->min_greedy_margin = -1;
     out->exact_route_mismatch = -1;
-    td_model *m = td_engine_model(td_session_engine(s));
+    td_model *m = td_session_model(s);
     int64_t V = m->hp.vocab_size, H = m->hp.hidden_size;
     if (td_session_pos(s) != 0) return td_fail(TD_E_ARG, "evaluation needs a fresh session");
     bool routing = p && p->routing;

@@ -2,7 +2,7 @@
 
 #include "td_alloc.h"
 #include "td_clock.h"
-#include "td_session_impl.h" /* the session's model, to check the vocabulary sizes agree */
+#include "td_strbuf.h"
 
 #include <math.h>
 #include <string.h>
@@ -41,7 +41,7 @@ static td_status td_step_plain(td_generator *g, void *ctx, int32_t *out, int *n,
 td_status td_generator_create(td_session *s, const td_tokenizer *t, td_sampler *sampler, td_generator **out)
 {
     *out = NULL;
-    const td_model *m = td_engine_model(s->e);
+    const td_model *m = td_session_model(s);
     int64_t V = m->hp.vocab_size;
     if (td_sampler_n_vocab(sampler) != V)
         return td_fail(TD_E_ARG, "the sampler covers %lld tokens but the model has %lld",

@@ -6,7 +6,6 @@
 #include "td_mmap.h"
 #include "td_mtp_spec.h"
 #include "td_ops.h"
-#include "td_session_impl.h" /* the engine's model and CPU context, for the key */
 
 #include <limits.h>
 #include <stdio.h>
@@ -39,7 +38,7 @@ static double td_median(double *v, int n)
 static td_status td_time_steps(td_session *s, const int32_t *toks, int k, bool mtp_drafts, float *logits,
                                double *plain, double *spec)
 {
-    int64_t base = td_session_pos(s), V = s->e->model->hp.vocab_size;
+    int64_t base = td_session_pos(s), V = td_session_model(s)->hp.vocab_size;
     volatile int64_t chosen = 0;
     double t0 = td_now();
     TD_TRY(td_session_forward(s, toks, 1, NULL, NULL));
@@ -64,7 +63,7 @@ static td_status td_time_steps(td_session *s, const int32_t *toks, int k, bool m
 
 td_status td_mtp_cost_measure(td_session *s, int k, bool mtp_drafts, float *logits, td_mtp_cost *out)
 {
-    int64_t p0 = td_session_pos(s), V = s->e->model->hp.vocab_size;
+    int64_t p0 = td_session_pos(s), V = td_session_model(s)->hp.vocab_size;
     if (p0 + k + 3 > td_session_ctx(s))
         return td_fail(TD_E_ARG, "no room in the context to time MTP (%d positions needed)", k + 3);
     int32_t toks[TD_MTP_MAX_DRAFTS + 2];
@@ -107,13 +106,13 @@ static void td_cpu_model_name(char *buf, size_t cap)
 
 void td_mtp_cost_key(td_session *s, int k, char *buf, size_t cap)
 {
-    const td_model *m = s->e->model;
+    const td_model *m = td_session_model(s);
     char path[PATH_MAX], cpu_name[256], cpu_desc[256];
     if (!realpath(m->path, path)) snprintf(path, sizeof path, "%s", m->path);
     struct stat st;
     if (stat(m->path, &st) != 0) memset(&st, 0, sizeof st);
     td_cpu_model_name(cpu_name, sizeof cpu_name);
-    td_cpu *cpu = td_engine_cpu(s->e);
+    td_cpu *cpu = td_engine_cpu(td_session_engine(s));
     td_cpu_describe(cpu, cpu_desc, sizeof cpu_desc);
     snprintf(buf, cap, "v1 %s %lld %lld | %s | %s, kernels %s, kv %s | k=%d", path, (long long)st.st_size,
              (long long)st.st_mtime, cpu_name, cpu_desc, td_kernels_name(td_cpu_kernels(cpu)),

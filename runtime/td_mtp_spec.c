@@ -2,7 +2,6 @@
 
 #include "td_alloc.h"
 #include "td_mtp_cost.h"
-#include "td_session_impl.h" /* the model behind the session: its vocabulary and name */
 
 #include <math.h>
 #include <string.h>
@@ -256,7 +255,7 @@ static td_status td_mtp_spec_make(td_generator *g, td_session *s, td_sampler *sm
     if ((unsigned)params.mode >= TD_MTP_MODE_COUNT) return td_fail(TD_E_ARG, "unknown MTP mode %d", params.mode);
     if (params.k < 1 || params.k > TD_MTP_MAX_DRAFTS)
         return td_fail(TD_E_ARG, "%d MTP drafts per step is out of range (1..%d)", params.k, TD_MTP_MAX_DRAFTS);
-    const td_model *m = s->e->model;
+    const td_model *m = td_session_model(s);
     if (params.mode != TD_MTP_OFF && !params.drafter && !td_session_has_mtp(s))
         return td_fail(TD_E_NOT_FOUND,
                        "%s has no MTP block (model.layers.%d.* / blk.%d.nextn.*): decoding without MTP "

@@ -164,6 +164,7 @@ int64_t td_session_kv_bytes_per_token(const td_session *s)
 }
 td_kv_type td_session_kv_type(const td_session *s) { return s->p.kv_type; }
 td_engine *td_session_engine(const td_session *s) { return s->e; }
+td_model *td_session_model(const td_session *s) { return s->e->model; }
 td_attn_path td_session_attn_path(const td_session *s) { return s->p.attn; }
 const float *td_session_logits(const td_session *s) { return s->logits; }
 const float *td_session_hidden(const td_session *s) { return s->hidden; }

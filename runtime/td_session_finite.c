@@ -1,7 +1,7 @@
 /* Non-finite values in the forward pass: the probes that find the module where a NaN or Inf first
  * appears, and the message that names it. A damaged weight (a corrupt download, a bad conversion) then
  * stops the run with the layer and module to blame instead of yielding empty text. */
-#include "td_ops.h"
+#include "td_finite.h"
 #include "td_session_impl.h"
 
 #include <stdio.h>

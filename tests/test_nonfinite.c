@@ -3,6 +3,7 @@
  * that names the layer and module where the values first appear, and leaves the session where it was.
  * Also the finite scan itself, and no false alarm on the intact model. */
 #include "td_engine.h"
+#include "td_finite.h"
 #include "td_gguf.h"
 #include "td_ops.h"
 #include "td_test.h"

@@ -5,6 +5,7 @@
 #include "td_roofline.h"
 #include "td_commands.h"
 #include "td_gguf_model.h"
+#include "td_gpu_probe.h"
 #include "td_hf.h"
 #include "td_model_format.h"
 #include "td_mmap.h"
@@ -199,10 +200,10 @@ static td_status td_rules_load(const td_rules_opts *o, td_rules **rules)
 
 int td_cmd_rules(int argc, char **argv)
 {
-    td_rules_opts o = {.dev = {.gpu_reserve = -1, .detect_gpus = true}};
+    td_rules_opts o = {.dev = {.gpu_reserve = -1, .gpu_probe = td_gpu_probe_cuda}};
     int rc = td_rules_parse(argc, argv, &o);
     if (rc >= 0) return rc;
-    if (o.gpus_given) o.dev.detect_gpus = false;
+    if (o.gpus_given) o.dev.gpu_probe = NULL;
     td_rules *rules = NULL;
     td_tensor_dir *dir = NULL;
     td_gguf *gguf = NULL;

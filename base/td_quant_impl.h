@@ -1,5 +1,5 @@
 /* td_quant_impl.h: small decoders of packed scales shared by the reference dequantizers, the reference
- * dot products and the quantizers (internal to cpu_kernels). */
+ * dot products and the quantizers (base/ and cpu_kernels/). */
 #ifndef TD_QUANT_IMPL_H
 #define TD_QUANT_IMPL_H
 

@@ -4,8 +4,8 @@
 
 #include "td_alloc.h"
 #include "td_dequant.h"
+#include "td_finite.h"
 #include "td_gguf_model.h"
-#include "td_ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>

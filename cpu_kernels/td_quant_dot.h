@@ -1,23 +1,15 @@
-/* td_quant: scalar reference dequantizers and dot products of the GGUF block formats (td_blocks.h).
- *
- * These are the ground truth every fast kernel (AVX2, AVX-512, AMX, CUDA) is tested against.
- *  - Dequantization reproduces ggml's float32 results bit for bit (tests/test_quant_vectors.c).
+/* td_quant_dot: scalar reference dot products of the GGUF block formats, the ground truth of the fast
+ * dot kernels.
  *  - The integer dot products pair a weight row with activations quantized to Q8_0 (formats with blocks
  *    of 32) or Q8_K (super-blocks of 256), as fast kernels do: integer sums inside each (sub-)block,
  *    scaled in float. Their value equals dequantize-then-dot up to float rounding.
  *  - The float dot dequantizes block by block and accumulates in double: the exact answer for a row. */
-#ifndef TD_QUANT_H
-#define TD_QUANT_H
+#ifndef TD_QUANT_DOT_H
+#define TD_QUANT_DOT_H
 
 #include "td_types.h"
 
 #include <stdint.h>
-
-/* Converts n elements (a whole number of blocks) starting at src. */
-typedef void (*td_quant_to_float_fn)(const void *src, float *dst, int64_t n);
-
-/* The reference dequantizer of a block-quantized type, or NULL if the type is not supported. */
-td_quant_to_float_fn td_quant_to_float(td_type t);
 
 /* ------------------------------------------------------------------ activations */
 

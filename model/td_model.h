@@ -4,8 +4,8 @@
 #ifndef TD_MODEL_H
 #define TD_MODEL_H
 
-#include "td_cpu.h"
 #include "td_hparams.h"
+#include "td_matrix.h"
 #include "td_status.h"
 #include "td_tensor.h"
 

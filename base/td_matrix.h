@@ -23,6 +23,12 @@ typedef struct td_matrix {
     const char *name;         /* canonical tensor name, for messages */
 } td_matrix;
 
+/* The three matrices of one SwiGLU FFN: down(silu(gate x) * up x). gate/up are [width, hidden], down is
+ * [hidden, width]. The model's dense, shared and expert FFNs are these, and the FFN kernels take them. */
+typedef struct td_ffn_weights {
+    td_matrix gate, up, down;
+} td_ffn_weights;
+
 /* Rows [row0, row0 + nrows) of m, as a matrix of its own. */
 static inline td_matrix td_matrix_rows(const td_matrix *m, int64_t row0, int64_t nrows)
 {
