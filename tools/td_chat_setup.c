@@ -49,7 +49,7 @@ const char *td_default_model_path(const char **looked)
 
 const char *td_chat_opts_help(void)
 {
-    static char help[2600];
+    static char help[3200];
     snprintf(help, sizeof help,
              "  --model M            HF directory, .safetensors or .gguf (default: the bundled tiny model)\n"
              "  --tokenizer T        tokenizer.json, HF directory or .gguf (default: the model's own)\n"
@@ -73,8 +73,9 @@ const char *td_chat_opts_help(void)
              "                       but a seed gives another stream (with auto, one that depends on the costs)\n"
              "  --mtp-k K            tokens drafted per step with MTP, 1..8 (default 1)\n"
              "  --mtp-from P         take the MTP block from this safetensors file or HF directory (for GGUFs\n"
-             "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n",
-             td_cli_threads_default());
+             "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n"
+             "%s",
+             td_cli_threads_default(), td_cli_plan_help());
     return help;
 }
 
@@ -141,7 +142,7 @@ int td_chat_opts_parse(td_args *a, td_chat_opts *o)
         TD_VALUE();
         if (!td_parse_int(a, v, 1, TD_MTP_MAX_DRAFTS, &o->mtp_k)) return -1;
     } else {
-        return 0;
+        return td_cli_plan_parse(a, &o->plan);
     }
 #undef TD_VALUE
     return 1;
@@ -188,11 +189,15 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     if (o->mtp_from && !rt->model->mtp)
         return td_fail(TD_E_NOT_FOUND, "--mtp-from %s: it holds no MTP block for %s (no model.layers.%d.* tensors)",
                        o->mtp_from, path, rt->model->hp.n_layers);
+    /* the plan before anything else is read: a GPU that is not here is refused at once */
+    int64_t max_pos = rt->model->hp.max_position_embeddings;
+    int64_t n_ctx = o->ctx ? o->ctx : max_pos < 4096 ? max_pos : 4096; /* the session's default */
+    TD_TRY(td_cli_plan_make(&o->plan, rt->model, n_ctx, o->kernels == TD_KERNELS_REF ? 4 : 2, &rt->rules, &rt->plan));
     td_model_name(rt->model, rt->model_name, sizeof rt->model_name);
     td_status st =
         o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);
     if (st != TD_OK) return st;
-    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads};
+    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads, .plan = rt->plan};
     TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));
     td_session_params sp = {.n_ctx = o->ctx};
     TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
@@ -219,6 +224,8 @@ void td_chat_rt_close(td_chat_rt *rt)
     td_sampler_free(rt->sampler);
     td_session_free(rt->session);
     td_engine_close(rt->engine);
+    td_plan_free(rt->plan);
+    td_rules_free(rt->rules);
     td_tokenizer_free(rt->tok);
     td_model_close(rt->model);
     memset(rt, 0, sizeof *rt);
