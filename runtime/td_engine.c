@@ -231,6 +231,7 @@ void td_engine_close(td_engine *e)
 
 td_model *td_engine_model(const td_engine *e) { return e->model; }
 td_cpu *td_engine_cpu(const td_engine *e) { return td_backend_cpu_context(e->backends[0]); }
+int64_t td_engine_max_batch(const td_engine *e) { return e->p.max_batch; }
 
 int td_engine_backends(const td_engine *e, td_backend *const **out)
 {

@@ -42,6 +42,8 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
 void td_engine_close(td_engine *e);
 td_model *td_engine_model(const td_engine *e);
 td_cpu *td_engine_cpu(const td_engine *e);
+/* Rows per forward call (td_engine_params.max_batch as resolved): a traced call may not be longer. */
+int64_t td_engine_max_batch(const td_engine *e);
 /* The backends the engine computes on ([0] is the CPU), for reports. */
 int td_engine_backends(const td_engine *e, td_backend *const **out);
 /* The backend that computes module `index` of the model's module list. */

@@ -360,8 +360,9 @@ static void td_chat_stats(const td_chat *c)
                td_gen_stop_name(s->stop));
     }
     td_chat_mtp_stats(c);
-    printf("context    %lld/%lld tokens\n", (long long)td_generator_ctx_used(c->rt.gen),
-           (long long)td_session_ctx(c->rt.session));
+    printf("context    %lld/%lld tokens, KV cache %s: %lld B/token\n", (long long)td_generator_ctx_used(c->rt.gen),
+           (long long)td_session_ctx(c->rt.session), td_kv_type_name(td_session_kv_type(c->rt.session)),
+           (long long)td_session_kv_bytes_per_token(c->rt.session));
     td_chat_show_settings(c);
 }
 

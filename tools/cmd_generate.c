@@ -178,6 +178,8 @@ static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen
     cJSON_AddNumberToObject(j, "ctx_used", (double)td_chat_ctx_shown(st->ctx_used, st->ctx_size));
     cJSON_AddNumberToObject(j, "ctx_size", (double)st->ctx_size);
     cJSON_AddStringToObject(j, "template", td_template_name(rt->tmpl));
+    cJSON_AddStringToObject(j, "kv_type", td_kv_type_name(td_session_kv_type(rt->session)));
+    cJSON_AddNumberToObject(j, "kv_bytes_per_token", (double)td_session_kv_bytes_per_token(rt->session));
     cJSON_AddStringToObject(j, "model", rt->model->path);
     char *s = cJSON_PrintUnformatted(j);
     if (s) puts(s);

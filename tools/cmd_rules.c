@@ -1,6 +1,7 @@
 /* tandem rules: where each module would go, how many bytes land on each device and NUMA node, the KV
  * cache at the context, the decode speed to expect, and whether it fits, before anything loads. */
 #include "td_cli.h"
+#include "td_cli_kv.h"
 #include "td_roofline.h"
 #include "td_commands.h"
 #include "td_gguf_model.h"
@@ -34,7 +35,7 @@ static void td_rules_help(void)
         "  --assume-type T    q4_k | q4_k_m | q8_0 | bf16 | fp8: plan as if the weights had this type\n"
         "  --no-mtp           leave the MTP block out\n"
         "  --ctx N            tokens of KV cache (default 4096)\n"
-        "  --kv-type T        bf16 (default) | f16 | f32: how the KV cache stores values\n"
+        "  --kv-type T        bf16 (default) | f32: how the KV cache stores values, as the session does\n"
         "  --gpus SPEC        plan for GPUs you describe instead of the ones found: 1x24GiB, 2x24GiB,\n"
         "                     24GiB,12GiB (how to ask \"will it fit on a 24 GB card\" without one)\n"
         "  --gpu-mem SIZE     use at most SIZE of each GPU found (an error when there is none: use --gpus)\n"
@@ -128,10 +129,9 @@ static int td_rules_parse(int argc, char **argv, td_rules_opts *o)
         } else if (td_args_is(&a, "--ctx")) {
             if (!(v = td_args_value(&a)) || !td_parse_i64(&a, v, 1, 1ll << 32, &o->ctx)) return 2;
         } else if (td_args_is(&a, "--kv-type")) {
-            if (!(v = td_args_value(&a))) return 2;
-            if (strcmp(v, "bf16") == 0 || strcmp(v, "f16") == 0) o->kv_bytes = 2;
-            else if (strcmp(v, "f32") == 0) o->kv_bytes = 4;
-            else return td_cli_usage_error("rules", "--kv-type: '%s' is not one of bf16, f16, f32", v);
+            td_kv_type kv;
+            if (!(v = td_args_value(&a)) || !td_parse_kv_type(&a, v, &kv)) return 2;
+            o->kv_bytes = td_kv_type_bytes(kv);
         } else if (td_args_is(&a, "--gpus")) {
             if (!(v = td_args_value(&a))) return 2;
             if (td_devices_parse_gpus(v, &o->dev) != TD_OK) return td_cli_usage_error("rules", "%s", td_errmsg());

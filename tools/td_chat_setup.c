@@ -1,6 +1,7 @@
 #include "td_chat_setup.h"
 
 #include "td_alloc.h"
+#include "td_cli_kv.h"
 #include "td_gguf.h"
 #include "td_mmap.h"
 #include "td_mtp_cost.h"
@@ -64,6 +65,7 @@ const char *td_chat_opts_help(void)
              "  --ctx N              context length in tokens (default: the model's, capped at 4096)\n"
              "  --kernels K          ref | auto | avx2 | avx512 | amx (default auto; amx: bf16 tiles for the\n"
              "                       prompt, faster, rounded to bf16)\n"
+             "  --kv-type T          " TD_KV_TYPE_HELP "\n"
              "  --threads N          CPU threads (default: %s; more than the cores\n"
              "                       take turns on them and run slower)\n"
              "  --mtp M              MTP speculative decoding: off (default), on, or auto (drafts while the\n"
@@ -111,6 +113,9 @@ int td_chat_opts_parse(td_args *a, td_chat_opts *o)
             td_cli_usage_error(a->cmd, "--kernels: '%s' is not one of ref, auto, avx2, avx512, amx", v);
             return -1;
         }
+    } else if (td_args_is(a, "--kv-type")) {
+        TD_VALUE();
+        if (!td_parse_kv_type(a, v, &o->kv_type)) return -1;
     } else if (td_args_is(a, "--threads")) {
         TD_VALUE();
         if (!td_parse_threads(a, v, &o->threads)) return -1;
@@ -192,14 +197,15 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     /* the plan before anything else is read: a GPU that is not here is refused at once */
     int64_t max_pos = rt->model->hp.max_position_embeddings;
     int64_t n_ctx = o->ctx ? o->ctx : max_pos < 4096 ? max_pos : 4096; /* the session's default */
-    TD_TRY(td_cli_plan_make(&o->plan, rt->model, n_ctx, o->kernels == TD_KERNELS_REF ? 4 : 2, &rt->rules, &rt->plan));
+    td_kv_type kv = o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
+    TD_TRY(td_cli_plan_make(&o->plan, rt->model, n_ctx, td_kv_type_bytes(kv), &rt->rules, &rt->plan));
     td_model_name(rt->model, rt->model_name, sizeof rt->model_name);
     td_status st =
         o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);
     if (st != TD_OK) return st;
     td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads, .plan = rt->plan};
     TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));
-    td_session_params sp = {.n_ctx = o->ctx};
+    td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
     TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
     TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
     TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));

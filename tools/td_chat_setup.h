@@ -20,6 +20,7 @@ typedef struct td_chat_opts {
     const char *tokenizer;     /* NULL: the model's own */
     const char *template_name; /* NULL or "auto": chosen from the model */
     td_kernels kernels;
+    td_kv_type kv_type; /* TD_KV_AUTO: the session's default (bf16; f32 with --kernels ref) */
     int threads;
     int64_t ctx; /* 0: the model's context, capped at 4096 */
     td_sampler_params sampling;
@@ -33,7 +34,7 @@ typedef struct td_chat_opts {
     td_cli_plan_opts plan; /* --rules, --override, --gpu-mem */
 } td_chat_opts;
 
-/* Parses the options both commands take (--model, --tokenizer, --template, --kernels, --threads, --ctx,
+/* Parses the options both commands take (--model, --tokenizer, --template, --kernels, --kv-type, --threads, --ctx,
  * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens, --mtp, --mtp-k, --mtp-from, --rules, --override,
  * --gpu-mem). Returns 1 when the option was one of
  * them, 0 when it is not, -1 after printing an error. */
