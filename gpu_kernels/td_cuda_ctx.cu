@@ -33,6 +33,7 @@ extern "C" td_status td_cuda_create(int device, uint64_t budget, td_cuda **out)
     if (!c) return td_fail(TD_E_NOMEM, "out of memory");
     c->device = device;
     c->budget = budget;
+    c->n_sm = 1;
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
@@ -49,6 +50,13 @@ extern "C" td_status td_cuda_create(int device, uint64_t budget, td_cuda **out)
     }
     // fp32 products stay fp32 (no TF32): the exact path must be exact
     cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
+    cudaDeviceGetAttribute(&c->n_sm, cudaDevAttrMultiProcessorCount, device);
+    if (c->n_sm < 1) c->n_sm = 1;
+    if (cudaEventCreate(&c->seg_start) != cudaSuccess || cudaEventCreate(&c->seg_end) != cudaSuccess) {
+        cudaGetLastError();
+        td_cuda_free(c);
+        return td_fail(TD_E_DEVICE, "cuda:%d: cannot create CUDA events", device);
+    }
     *out = c;
     return TD_OK;
 }
@@ -60,6 +68,8 @@ extern "C" void td_cuda_free(td_cuda *c)
     cudaStreamSynchronize(c->stream);
     if (c->w_slab) td_cuda_release(c, c->w_slab);
     if (c->x_bf16) td_cuda_release(c, c->x_bf16);
+    if (c->seg_start) cudaEventDestroy(c->seg_start);
+    if (c->seg_end) cudaEventDestroy(c->seg_end);
     cublasDestroy(c->blas);
     cudaStreamDestroy(c->stream);
     delete c;
@@ -72,6 +82,15 @@ void td_cuda_enter(const td_cuda *c)
     int cur = -1;
     if (cudaGetDevice(&cur) != cudaSuccess || cur != c->device) cudaSetDevice(c->device);
 }
+
+void td_cuda_work(td_cuda *c)
+{
+    td_cuda_enter(c);
+    if (c->seg_open) return;
+    c->seg_open = cudaEventRecord(c->seg_start, c->stream) == cudaSuccess;
+}
+
+extern "C" double td_cuda_busy_seconds(const td_cuda *c) { return c->busy_s; }
 
 // cudaFree is not told the size, so the budget's bookkeeping keeps a table of live allocations.
 namespace {
@@ -192,7 +211,7 @@ static td_status td_copy2d(td_cuda *c, void *dst, size_t dpitch, const void *src
                            size_t rows, cudaMemcpyKind kind)
 {
     if (!rows || !row_bytes) return TD_OK;
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (rows == 1 || (dpitch == row_bytes && spitch == row_bytes))
         TD_CUDA_TRY(cudaMemcpyAsync(dst, src, row_bytes * rows, kind, c->stream));
     else
@@ -220,7 +239,7 @@ extern "C" td_status td_cuda_d2d(td_cuda *c, void *dst, size_t dpitch, const voi
 
 extern "C" td_status td_cuda_memset(td_cuda *c, void *dst, int value, size_t bytes)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     TD_CUDA_TRY(cudaMemsetAsync(dst, value, bytes, c->stream));
     return TD_OK;
 }
@@ -236,7 +255,12 @@ extern "C" td_status td_cuda_upload(td_cuda *c, void *dst, const void *src, size
 extern "C" td_status td_cuda_sync(td_cuda *c)
 {
     td_cuda_enter(c);
+    bool timed = c->seg_open && cudaEventRecord(c->seg_end, c->stream) == cudaSuccess;
     cudaError_t e = cudaStreamSynchronize(c->stream);
+    float ms = 0.0f;
+    if (timed && e == cudaSuccess && cudaEventElapsedTime(&ms, c->seg_start, c->seg_end) == cudaSuccess)
+        c->busy_s += ms * 1e-3;
+    c->seg_open = false;
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess)
         return td_fail(TD_E_DEVICE, "cuda:%d: %s (%s)", c->device, cudaGetErrorString(e), cudaGetErrorName(e));

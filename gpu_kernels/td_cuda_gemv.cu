@@ -159,7 +159,7 @@ static td_status td_unsupported(int type)
 
 extern "C" td_status td_cuda_gemv_run(td_cuda *c, const td_cuda_gemv *args)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     td_cuda_gemv a = *args;
     if (a.x_div < 1) a.x_div = 1;
     if (a.grp < 1) a.grp = a.out_rows;
@@ -182,7 +182,7 @@ extern "C" td_status td_cuda_gemv_run(td_cuda *c, const td_cuda_gemv *args)
 
 extern "C" td_status td_cuda_gemv_t_run(td_cuda *c, const td_cuda_gemv_t *args)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     td_cuda_gemv_t a = *args;
     int n_all = a.n;
     int64_t threads = a.groups * (a.w.cols / 8);
@@ -215,13 +215,13 @@ static td_status td_dequant_rows(td_cuda *c, const td_cuda_mat *w, const int32_t
 extern "C" td_status td_cuda_embed(td_cuda *c, const td_cuda_mat *w, const int32_t *tokens, int64_t n, float *out,
                                    int64_t ldo)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     return td_dequant_rows<float>(c, w, tokens, 0, n, out, ldo);
 }
 
 extern "C" td_status td_cuda_dequant(td_cuda *c, const td_cuda_mat *w, int64_t row0, int64_t nrows, float *out)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     return td_dequant_rows<float>(c, w, nullptr, row0, nrows, out, w->cols);
 }
 
@@ -255,7 +255,7 @@ static td_status td_scratch(td_cuda *c, void **p, size_t *have, size_t want)
 
 extern "C" td_status td_cuda_gemm_reserve(td_cuda *c, int64_t max_rows, int64_t max_cols)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     TD_TRY(td_scratch(c, &c->w_slab, &c->w_slab_bytes, TD_SLAB_ELEMS * sizeof(float)));
     return td_scratch(c, &c->x_bf16, &c->x_bf16_bytes, (size_t)(max_rows * max_cols) * sizeof(__nv_bfloat16));
 }
@@ -269,7 +269,7 @@ static td_status td_blas(cublasStatus_t s, const char *what)
 extern "C" td_status td_cuda_gemm(td_cuda *c, const td_cuda_mat *w, const float *x, int64_t ldx, float *y, int64_t ldy,
                                   int64_t n, bool accumulate, bool bf16)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (n <= 0) return TD_OK;
     int64_t cols = w->cols;
     size_t el = bf16 ? sizeof(__nv_bfloat16) : sizeof(float);

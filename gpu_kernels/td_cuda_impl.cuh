@@ -10,6 +10,8 @@
 
 struct td_cuda {
     int device;
+    int n_sm;           // multiprocessors, to size the grids of split work
+    bool mla_smem_set;  // the tensor-core MLA kernel's shared memory limit was raised
     cudaStream_t stream;
     cublasHandle_t blas;
     uint64_t budget, allocated;
@@ -18,11 +20,17 @@ struct td_cuda {
     size_t w_slab_bytes;
     void *x_bf16;
     size_t x_bf16_bytes;
+    // the stream's busy time: a segment opens with the first work queued after a wait and closes at it
+    cudaEvent_t seg_start, seg_end;
+    bool seg_open;
+    double busy_s;
 };
 
 // Makes c's device the calling thread's current one (kernels and copies go to the current device's
 // context); a no-op when it already is, as with one GPU.
 void td_cuda_enter(const td_cuda *c);
+// td_cuda_enter, and opens a busy segment if none is: called before queuing work.
+void td_cuda_work(td_cuda *c);
 
 // Checks a launch (or a fault already seen) right after queuing a kernel.
 #define TD_CUDA_LAUNCHED(what) TD_CUDA_TRY(cudaPeekAtLastError())

@@ -55,6 +55,9 @@ td_status td_cuda_upload(td_cuda *c, void *dst, const void *src, size_t bytes);
 td_status td_cuda_sync(td_cuda *c);
 /* The error state without waiting: TD_OK, or the launch or fault error seen so far. */
 td_status td_cuda_check(td_cuda *c);
+/* Seconds the stream has spent working, summed over the stretches from the first work queued after a
+ * wait to that wait (td_cuda_sync), timed with events; launch gaps inside a stretch count as busy. */
+double td_cuda_busy_seconds(const td_cuda *c);
 
 /* Events on the stream, for host copies that must not be overwritten while in flight. */
 typedef struct td_cuda_event td_cuda_event;
@@ -197,10 +200,21 @@ typedef struct td_cuda_mla {
     int64_t pos0;
     float scale;
     float *part;
+    bool tensor_cores; /* with a bf16 cache: scores and sums on bf16 tensor cores (queries and the softmax's
+                        * weights rounded to bf16), fp32 accumulation; else fp32 throughout */
 } td_cuda_mla;
 td_status td_cuda_mla_attend(td_cuda *c, const td_cuda_mla *a);
 /* Scratch floats td_cuda_mla_attend needs for up to n rows of nh heads of width r. */
 int64_t td_cuda_mla_part_floats(int64_t n, int64_t nh, int64_t r);
+/* ------------------------------------------------------------------ measurements */
+
+/* The device's memory bandwidth as a device-to-device copy of `bytes` sees it (read plus write), GB/s. */
+td_status td_cuda_copy_bandwidth(td_cuda *c, size_t bytes, double *gbps);
+/* What handing `bytes` of results to the host costs after a small kernel, microseconds per round:
+ * method 0 copy + stream sync, 1 copy + event sync, 2 a kernel writing mapped host memory and a flag the
+ * host spins on, 3 copy + cudaLaunchHostFunc raising a flag the host spins on. */
+td_status td_cuda_handoff_bench(td_cuda *c, int method, int iters, size_t bytes, double *us);
+
 /* The largest latent and rope widths the attention kernel holds. */
 #define TD_CUDA_MLA_MAX_R 512
 #define TD_CUDA_MLA_MAX_DR 64

@@ -208,7 +208,7 @@ __global__ void td_kv_store_kernel(td_cuda_kv kv, const float *kva, int64_t ldkv
 extern "C" td_status td_cuda_rmsnorm(td_cuda *c, const float *x, int64_t ldx, const float *w, float *y, int64_t ldy,
                                      int64_t n, int64_t width, double eps)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (n <= 0) return TD_OK;
     td_rmsnorm_kernel<<<(unsigned)n, TD_ROW_THREADS, 0, c->stream>>>(x, ldx, w, y, ldy, width, eps);
     TD_CUDA_LAUNCHED("rmsnorm");
@@ -217,7 +217,7 @@ extern "C" td_status td_cuda_rmsnorm(td_cuda *c, const float *x, int64_t ldx, co
 
 extern "C" td_status td_cuda_silu_mul(td_cuda *c, float *g, const float *u, int64_t ld, int64_t n, int64_t width)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (n * width <= 0) return TD_OK;
     td_silu_mul_kernel<<<td_blocks_for(n * width, 256), 256, 0, c->stream>>>(g, u, ld, n, width);
     TD_CUDA_LAUNCHED("silu_mul");
@@ -227,7 +227,7 @@ extern "C" td_status td_cuda_silu_mul(td_cuda *c, float *g, const float *u, int6
 extern "C" td_status td_cuda_add(td_cuda *c, float *dst, int64_t ldd, const float *src, int64_t lds, int64_t n,
                                  int64_t width)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (n * width <= 0) return TD_OK;
     td_add_kernel<<<td_blocks_for(n * width, 256), 256, 0, c->stream>>>(dst, ldd, src, lds, n, width);
     TD_CUDA_LAUNCHED("add");
@@ -237,7 +237,7 @@ extern "C" td_status td_cuda_add(td_cuda *c, float *dst, int64_t ldd, const floa
 extern "C" td_status td_cuda_moe_combine(td_cuda *c, const float *y, const float *w, int64_t ldw, float *out,
                                          int64_t ldo, int64_t n, int k, int64_t H)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (n * H <= 0) return TD_OK;
     td_moe_combine_kernel<<<td_blocks_for(n * H, 256), 256, 0, c->stream>>>(y, w, ldw, out, ldo, n, k, H);
     TD_CUDA_LAUNCHED("moe_combine");
@@ -247,7 +247,7 @@ extern "C" td_status td_cuda_moe_combine(td_cuda *c, const float *y, const float
 extern "C" td_status td_cuda_route(td_cuda *c, const td_cuda_router *r, const float *logits, int64_t ld, int64_t n,
                                    int32_t *ids, int64_t ldi, float *weights, int64_t ldw)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (n <= 0) return TD_OK;
     int G = r->n_group > 1 ? r->n_group : 1;
     if (r->k < 1 || r->k > r->n_experts || (r->method != 2 && r->n_group > 1 && r->n_experts % r->n_group) ||
@@ -266,7 +266,7 @@ extern "C" td_status td_cuda_kv_store(td_cuda *c, const td_cuda_kv *kv, const fl
                                       int64_t pos0, int64_t n, float *q, int64_t ldq, int64_t nh, int64_t q_hstride,
                                       int64_t q_rope_off)
 {
-    td_cuda_enter(c);
+    td_cuda_work(c);
     if (n <= 0) return TD_OK;
     td_kv_store_kernel<<<(unsigned)n, TD_ROW_THREADS, 0, c->stream>>>(*kv, kva, ldkva, a_norm, eps, cos_t, sin_t, pos0, q,
                                                                        ldq, nh, q_hstride, q_rope_off);

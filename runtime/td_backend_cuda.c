@@ -569,7 +569,12 @@ static td_status td_cu_sync(td_backend *b)
     return td_cu_fail(c, td_cuda_sync(c->cu));
 }
 
-static void td_cu_stats(const td_backend *b, td_backend_stats *out) { *out = ((const td_cuda_backend *)b)->stats; }
+static void td_cu_stats(const td_backend *b, td_backend_stats *out)
+{
+    const td_cuda_backend *c = (const td_cuda_backend *)b;
+    *out = c->stats;
+    out->busy_s = td_cuda_busy_seconds(c->cu);
+}
 
 /* ------------------------------------------------------------------ life */
 

@@ -169,7 +169,8 @@ td_status td_cu_attention(td_backend *b, const td_attn_weights *w, td_view x, co
             TD_TRY(td_cu_absorb(c, w, qt, m));
             td_cuda_mla mla = {.kv = sq->kv->dev, .nh = nh, .qlat = c->qlat, .ldql = nh * r, .q = qt, .ldq = nh * dq,
                                .q_hstride = dq, .q_rope_off = dn, .olat = c->olat, .ldol = nh * r, .n = (int)m,
-                               .pos0 = sq->pos0 + t0, .scale = scale, .part = c->part};
+                               .pos0 = sq->pos0 + t0, .scale = scale, .part = c->part,
+                               .tensor_cores = c->p.bf16_gemm};
             c->op = "attention (scores)";
             TD_TRY(td_cu_fail(c, td_cuda_mla_attend(c->cu, &mla)));
             TD_TRY(td_cu_unabsorb(c, w, m, c->attn_out + (sq->row0 + t0) * nh * dv));

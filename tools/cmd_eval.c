@@ -293,6 +293,7 @@ int td_cmd_eval(int argc, char **argv)
     if (st == TD_OK) {
         td_session_params sp = {.n_ctx = 4096, .kv_type = o.kv_type};
         st = td_session_create(e, &sp, &s);
+        if (st == TD_OK) td_cli_plan_print_gpu_mem(plan, stderr);
     }
     td_eval_result r;
     if (st == TD_OK) {

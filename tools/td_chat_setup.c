@@ -207,6 +207,7 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));
     td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
     TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
+    if (!o->quiet) td_cli_plan_print_gpu_mem(rt->plan, stderr); /* weights and caches are in place now */
     TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
     TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
     TD_TRY(td_chat_rt_mtp(o, rt));

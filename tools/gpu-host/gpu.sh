@@ -45,8 +45,7 @@ if want cuda; then
     timeout 300 "$BUILD/tests/test_cuda" >"$LOGS/test_cuda.log" 2>&1
     rc=$?
     row "test_cuda" "exit $rc, $(grep -E 'checks, [0-9]+ failed' "$LOGS/test_cuda.log" | tail -n 1)"
-    grep -E '^mla ' "$LOGS/test_cuda.log" | while read -r l; do echo "$l"; done
-    while read -r l; do row "  $(cut -c1-30 <<<"$l")" "$(cut -c31- <<<"$l")"; done < <(grep -E '^mla ' "$LOGS/test_cuda.log")
+    while read -r l; do row "  $(cut -c1-30 <<<"$l")" "$(cut -c31- <<<"$l")"; done < <(grep -E '^(mla|copy|handoff) ' "$LOGS/test_cuda.log")
     [ $rc -ne 0 ] && grep -E 'FAIL|fail' "$LOGS/test_cuda.log" | head -n 20
 fi
 
@@ -77,11 +76,15 @@ if want speed; then
 EOF
     for plan in cpu deepseek-v3-1gpu-24gb all-gpu; do
         args=()
-        [ $plan = deepseek-v3-1gpu-24gb ] && args=(--rules $plan)
-        [ $plan = all-gpu ] && args=(--rules "$BUILD/all-gpu.yaml")
+        [ $plan = deepseek-v3-1gpu-24gb ] && args=(--rules $plan --gpu-mem 24GiB)
+        [ $plan = all-gpu ] && args=(--rules "$BUILD/all-gpu.yaml" --gpu-mem 24GiB)
         out=$(timeout 120 "$T" generate --prompt "Tell me a long story about a cat and a dog." -n 200 --ignore-eos --json "${args[@]}" 2>>"$LOGS/speed.log")
         echo "$plan $out" >>"$LOGS/speed.log"
-        row "decode $plan" "prompt $(jget prompt_tok_s "$out") tok/s, decode $(jget decode_tok_s "$out") tok/s"
+        row "decode $plan" "prompt $(jget prompt_tok_s "$out") tok/s, decode $(jget decode_tok_s "$out") tok/s, $(jget token_ms "$out") ms/token"
+        dev=$(grep -o '"devices":\[[^]]*\]' <<<"$out" | sed 's/"name"/\n  "name"/g' | tail -n +2)
+        while read -r d; do [ -n "$d" ] && row "  $(sed -n 's/.*"name":"\([^"]*\)".*/\1/p' <<<"$d")" "busy $(jget busy_ms "$d") ms, experts $(jget experts_busy_ms "$d") ms, handoff $(jget handoff_ms "$d") ms, wait $(jget wait_ms "$d") ms per token"; done <<<"$dev"
+        gm=$(grep -o '"gpus":\[[^]]*\]' <<<"$out")
+        [ -n "$gm" ] && row "  gpu memory" "used $(jget mem_used "$gm") B, planned $(jget mem_planned "$gm") B, ok $(jget mem_ok "$gm")"
     done
 fi
 
