@@ -204,7 +204,7 @@ typedef struct td_cuda_mla {
                         * weights rounded to bf16), fp32 accumulation; else fp32 throughout */
 } td_cuda_mla;
 td_status td_cuda_mla_attend(td_cuda *c, const td_cuda_mla *a);
-/* Scratch floats td_cuda_mla_attend needs for up to n rows of nh heads of width r. */
+/* Scratch floats td_cuda_mla_attend needs for up to n (<= 8) rows of nh heads of width r. */
 int64_t td_cuda_mla_part_floats(int64_t n, int64_t nh, int64_t r);
 /* ------------------------------------------------------------------ measurements */
 
