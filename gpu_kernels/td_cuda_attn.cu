@@ -197,10 +197,12 @@ __global__ void __launch_bounds__(256) td_mla_tc_kernel(td_cuda_mla a, int64_t s
     const int64_t len = a.pos0 + t + 1, k0 = (int64_t)s * split_len;
     const int64_t k1 = k0 + split_len < len ? k0 + split_len : len;
     const __nv_bfloat16 *ckv = static_cast<const __nv_bfloat16 *>(a.kv.ckv), *krope = static_cast<const __nv_bfloat16 *>(a.kv.krope);
-    for (int64_t id = threadIdx.x; id < TD_TC_HEADS * rw; id += blockDim.x) {
-        int64_t hh = id / rw, e = id - hh * rw, h = h0 + hh;
+    const int rw32 = (int)rw, r32 = (int)r;
+    for (int id = threadIdx.x; id < TD_TC_HEADS * rw32; id += blockDim.x) {
+        int hh = id / rw32, e = id - hh * rw32;
+        int64_t h = h0 + hh;
         float v = 0.0f;
-        if (h < nh) v = e < r ? a.qlat[t * a.ldql + h * r + e] : a.q[t * a.ldq + h * a.q_hstride + a.q_rope_off + (e - r)];
+        if (h < nh) v = e < r32 ? a.qlat[t * a.ldql + h * r + e] : a.q[t * a.ldq + h * a.q_hstride + a.q_rope_off + (e - r32)];
         Qs[hh * st + e] = __float2bfloat16_rn(v);
     }
     if (threadIdx.x < TD_TC_HEADS) {
@@ -212,28 +214,47 @@ __global__ void __launch_bounds__(256) td_mla_tc_kernel(td_cuda_mla a, int64_t s
     float o[TD_TC_MAX_NT][4];
 #pragma unroll
     for (int nt = 0; nt < TD_TC_MAX_NT; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    const int64_t chunks = rw / 8;
+    // the next tile's keys travel into registers while this one is computed on
+    const int chunks = rw32 / 8, per = TD_TC_KT * chunks;
+    constexpr int PF = (TD_TC_KT * (TD_CUDA_MLA_MAX_R + TD_CUDA_MLA_MAX_DR) / 8 + 255) / 256;
+    uint4 pf[PF];
+    auto fetch = [&](int64_t kb) {
+#pragma unroll
+        for (int i = 0; i < PF; i++) {
+            int id = threadIdx.x + i * 256, j = id / chunks, e = (id - j * chunks) * 8;
+            pf[i] = make_uint4(0, 0, 0, 0);
+            if (id < per && kb + j < k1)
+                pf[i] = e < r32 ? *reinterpret_cast<const uint4 *>(ckv + (kb + j) * r + e)
+                                : *reinterpret_cast<const uint4 *>(krope + (kb + j) * dr + (e - r32));
+        }
+    };
+    if (k0 < k1) fetch(k0);
     for (int64_t kb = k0; kb < k1; kb += TD_TC_KT) {
         const int nk = (int)(k1 - kb < TD_TC_KT ? k1 - kb : TD_TC_KT);
         __syncthreads(); // the last tile is no longer read
-        for (int64_t id = threadIdx.x; id < TD_TC_KT * chunks; id += blockDim.x) {
-            int64_t j = id / chunks, e = (id - j * chunks) * 8;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (j < nk)
-                v = e < r ? *reinterpret_cast<const uint4 *>(ckv + (kb + j) * r + e)
-                          : *reinterpret_cast<const uint4 *>(krope + (kb + j) * dr + (e - r));
-            *reinterpret_cast<uint4 *>(Ks + j * st + e) = v;
+#pragma unroll
+        for (int i = 0; i < PF; i++) {
+            int id = threadIdx.x + i * 256, j = id / chunks, e = (id - j * chunks) * 8;
+            if (id < per) *reinterpret_cast<uint4 *>(Ks + j * st + e) = pf[i];
         }
         __syncthreads();
-        { // scores: this warp's 16 heads x 8 keys
+        if (kb + TD_TC_KT < k1) fetch(kb + TD_TC_KT);
+        { // scores: this warp's 16 heads x 8 keys, two chains of products for the pipeline
             const int m = warp & 1, nb = (warp >> 1) * 8;
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             const __nv_bfloat16 *qa = Qs + (m * 16 + g) * st + tig * 2, *kp = Ks + (nb + g) * st + tig * 2;
-            for (int64_t k = 0; k < rw; k += 16)
+            int k = 0;
+            for (; k + 16 < rw32; k += 32) {
+                td_mma_bf16(c, td_ld32(qa + k), td_ld32(qa + 8 * st + k), td_ld32(qa + k + 8), td_ld32(qa + 8 * st + k + 8),
+                            td_ld32(kp + k), td_ld32(kp + k + 8));
+                td_mma_bf16(d, td_ld32(qa + k + 16), td_ld32(qa + 8 * st + k + 16), td_ld32(qa + k + 24),
+                            td_ld32(qa + 8 * st + k + 24), td_ld32(kp + k + 16), td_ld32(kp + k + 24));
+            }
+            if (k < rw32)
                 td_mma_bf16(c, td_ld32(qa + k), td_ld32(qa + 8 * st + k), td_ld32(qa + k + 8), td_ld32(qa + 8 * st + k + 8),
                             td_ld32(kp + k), td_ld32(kp + k + 8));
             float *s0 = S + (m * 16 + g) * TD_TC_SROW + nb + tig * 2, *s1 = s0 + 8 * TD_TC_SROW;
-            s0[0] = c[0], s0[1] = c[1], s1[0] = c[2], s1[1] = c[3];
+            s0[0] = c[0] + d[0], s0[1] = c[1] + d[1], s1[0] = c[2] + d[2], s1[1] = c[3] + d[3];
         }
         __syncthreads();
         for (int i = 0; i < TD_TC_HEADS / 8; i++) { // the softmax: warp w takes heads 4w..4w+3, lane j key j

@@ -79,7 +79,7 @@ extern "C" td_status td_cuda_handoff_bench(td_cuda *c, int method, int iters, si
         cudaMemsetAsync(dev, 0, bytes, c->stream);
         cudaStreamSynchronize(c->stream);
         double t0 = 0.0;
-        for (int i = -3; i < iters; i++) { // three rounds of warm-up
+        for (int i = -200; i < iters; i++) { // 200 rounds of warm-up (clocks)
             if (i == 0) t0 = td_seconds();
             td_touch_kernel<<<8, 256, 0, c->stream>>>(dev, n);
             switch (method) {

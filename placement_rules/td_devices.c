@@ -160,6 +160,7 @@ static td_status td_devices_gpus(const td_devices_params *p, td_devices *d)
         td_gpu *g = &d->gpus[i];
         g->budget = (p->gpu_mem && p->gpu_mem < g->memory) ? p->gpu_mem : g->memory;
         g->reserve = reserve;
+        g->reserve_auto = p->gpu_reserve < 0;
         if (p->gpu_bw_gbps > 0) g->bw_gbps = p->gpu_bw_gbps, g->bw_source = TD_BW_USER;
         else if (g->bw_gbps <= 0) g->bw_gbps = TD_DEFAULT_GPU_BW_GBPS, g->bw_source = TD_BW_DEFAULT;
     }

@@ -16,7 +16,8 @@
 /* Defaults when nothing better is known (documented in `tandem rules --help`). */
 #define TD_DEFAULT_CPU_BW_PER_NODE_GBPS 100.0 /* sustained read of one 8-channel DDR4/DDR5 socket */
 #define TD_DEFAULT_GPU_BW_GBPS 1000.0         /* an RTX 3090/4090-class card */
-#define TD_DEFAULT_GPU_RESERVE (1ull << 30)   /* CUDA context, cuBLAS workspace and activations */
+#define TD_DEFAULT_GPU_RESERVE (1ull << 30)   /* CUDA context, cuBLAS workspace and activations, when no
+                                                 * model says better (a plan asks the runtime) */
 
 typedef enum td_bw_source {
     TD_BW_DEFAULT = 0,  /* the documented default above */
@@ -41,6 +42,7 @@ typedef struct td_gpu {
     uint64_t memory;  /* bytes */
     uint64_t budget;  /* what a plan may use, bytes (memory capped by --gpu-mem) */
     uint64_t reserve; /* of the budget, kept for the runtime (context, workspace, activations) */
+    bool reserve_auto; /* no --gpu-reserve: the planner sizes the reserve for the model (td_plan.c) */
     double bw_gbps;
     td_bw_source bw_source;
     bool is_virtual;  /* described with --gpus, not detected */

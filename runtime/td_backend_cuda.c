@@ -2,6 +2,31 @@
  * once at `prepare`, and the scratch of forward calls. The operations are in td_backend_cuda_ops.c. */
 #include "td_backend_cuda.h"
 
+/* The CUDA context with its kernels and cuBLAS's handle and workspace: the driver's used memory less the
+ * backend's allocations, measured on the H200 (driver 580, CUDA 13) after a generation. */
+#define TD_CU_CONTEXT_BYTES ((uint64_t)600 << 20)
+/* td_cuda_gemm's slab of dequantized weights (td_cuda_gemv.cu) */
+#define TD_CU_SLAB_BYTES ((uint64_t)64 << 20)
+
+/* Mirrors td_cu_reserve and the engine's activations (td_engine_alloc_acts); kept beside them. */
+uint64_t td_backend_cuda_reserve_bytes(const td_hparams *hp, int64_t max_rows, int64_t max_ctx)
+{
+    int64_t B = max_rows, H = hp->hidden_size, nh = hp->n_heads, r = hp->kv_lora_rank, dr = hp->qk_rope_head_dim;
+    int64_t dq = hp->qk_nope_head_dim + dr, dv = hp->v_head_dim, ql = hp->q_lora_rank ? hp->q_lora_rank : 1;
+    int64_t E = hp->n_routed_experts ? hp->n_routed_experts : 1, k = hp->n_experts_per_tok ? hp->n_experts_per_tok : 1;
+    int64_t Im = hp->moe_intermediate_size, I = hp->intermediate_size, V = hp->vocab_size;
+    int64_t shared = Im * (hp->n_shared_experts > 1 ? hp->n_shared_experts : 1);
+    if (shared > I) I = shared;
+    if (Im > I) I = Im;
+    int64_t cols = 2 * H;
+    if (nh * dv > cols) cols = nh * dv;
+    if (I > cols) cols = I;
+    int64_t floats = B * H + B * ql + B * nh * dq + B * (r + dr) + 2 * 8 * nh * r + B * nh * dv + 2 * B * I + B * E +
+                     8 * nh * 32 * (r + 2) + (hp->n_routed_experts ? 64 * k * (2 * Im + H) : 0) + max_ctx * dr;
+    floats += 4 * B * H + 2 * B * k + 2 * B * H + (B < 64 ? B : 64) * V; /* X XN ACC TMP, IDS W, EMB2, LOGITS */
+    return TD_CU_CONTEXT_BYTES + TD_CU_SLAB_BYTES + (uint64_t)floats * 4u + (uint64_t)B * 4u + (uint64_t)(B * cols) * 2u;
+}
+
 #ifndef TANDEM_HAVE_CUDA
 
 td_status td_backend_cuda_create(const td_model *model, const td_backend_cuda_params *p, int64_t max_rows,

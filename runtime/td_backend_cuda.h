@@ -19,6 +19,11 @@ typedef struct td_backend_cuda_params {
 /* Fails with TD_E_DEVICE when this build has no CUDA or the device does not exist. */
 td_status td_backend_cuda_create(const td_model *model, const td_backend_cuda_params *p, int64_t max_rows,
                                  td_backend **out);
+/* What a GPU holds besides the weights and the KV cache when the engine runs a model there with batches of
+ * up to max_rows rows over contexts of up to max_ctx positions: the CUDA context and cuBLAS (measured on
+ * the H200 with CUDA 13; smaller on consumer cards), the backend's scratch and the forward pass's
+ * activations. The planner's reserve for a GPU. */
+uint64_t td_backend_cuda_reserve_bytes(const td_hparams *hp, int64_t max_rows, int64_t max_ctx);
 /* Device memory the backend holds now (weights, caches, scratch), bytes. */
 uint64_t td_backend_cuda_allocated(const td_backend *b);
 /* Queues a kernel that faults, as if the last operation issued had failed (tests of the error path);
