@@ -60,9 +60,17 @@ template <class KV, int KT> __global__ void __launch_bounds__(256) td_mla_kernel
     for (int64_t kb = k0; kb < k1; kb += KT) {
         const int nk = (int)(k1 - kb < KT ? k1 - kb : KT);
         __syncthreads(); // the previous tile is no longer read
-        for (int64_t id = threadIdx.x; id < nk * rw; id += blockDim.x) {
-            int64_t j = id / rw, e = id - j * rw;
-            tile[j * rw + e] = e < r ? ckv[(kb + j) * r + e] : krope[(kb + j) * dr + (e - r)];
+        const int n_el = nk * (int)rw, rw32 = (int)rw, r32 = (int)r;
+        for (int base = threadIdx.x; base < n_el; base += 8 * 256) { // 8 loads in flight per thread
+            KV v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                int id = base + u * 256, j = id / rw32, e = id - j * rw32;
+                if (id < n_el) v[u] = e < r32 ? ckv[(kb + j) * r + e] : krope[(kb + j) * dr + (e - r32)];
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (base + u * 256 < n_el) tile[base + u * 256] = v[u];
         }
         __syncthreads();
 #pragma unroll
@@ -126,22 +134,25 @@ __global__ void td_mla_combine_kernel(td_cuda_mla a, int splits)
     __shared__ float inv_l;
     const int64_t h = blockIdx.x, t = blockIdx.y, r = a.kv.r;
     const float *pp = a.part + ((t * a.nh + h) * splits) * (r + 2);
-    if (threadIdx.x == 0) {
+    if (threadIdx.x < 32) { // the first warp: the splits' maxima and sums, a lane per split in turn
         float mx = -INFINITY;
-        for (int s = 0; s < splits; s++) mx = fmaxf(mx, pp[s * (r + 2)]);
+        for (int s = threadIdx.x; s < splits; s += 32) mx = fmaxf(mx, pp[s * (r + 2)]);
+        mx = td_warp_max(mx);
         float L = 0.0f;
-        for (int s = 0; s < splits; s++) {
+        for (int s = threadIdx.x; s < splits; s += 32) {
             float ms = pp[s * (r + 2)];
             float w = ms == -INFINITY ? 0.0f : expf(ms - mx);
             wsplit[s] = w;
             L += pp[s * (r + 2) + 1] * w;
         }
-        inv_l = 1.0f / L;
+        L = td_warp_sum(L);
+        if (threadIdx.x == 0) inv_l = 1.0f / L;
     }
     __syncthreads();
     float *out = a.olat + t * a.ldol + h * r;
     for (int64_t e = threadIdx.x; e < r; e += blockDim.x) {
         float o = 0.0f;
+#pragma unroll 8
         for (int s = 0; s < splits; s++) o = fmaf(pp[s * (r + 2) + 2 + e], wsplit[s], o);
         out[e] = o * inv_l;
     }
@@ -197,13 +208,23 @@ __global__ void __launch_bounds__(256) td_mla_tc_kernel(td_cuda_mla a, int64_t s
     const int64_t len = a.pos0 + t + 1, k0 = (int64_t)s * split_len;
     const int64_t k1 = k0 + split_len < len ? k0 + split_len : len;
     const __nv_bfloat16 *ckv = static_cast<const __nv_bfloat16 *>(a.kv.ckv), *krope = static_cast<const __nv_bfloat16 *>(a.kv.krope);
-    const int rw32 = (int)rw, r32 = (int)r;
-    for (int id = threadIdx.x; id < TD_TC_HEADS * rw32; id += blockDim.x) {
-        int hh = id / rw32, e = id - hh * rw32;
-        int64_t h = h0 + hh;
-        float v = 0.0f;
-        if (h < nh) v = e < r32 ? a.qlat[t * a.ldql + h * r + e] : a.q[t * a.ldq + h * a.q_hstride + a.q_rope_off + (e - r32)];
-        Qs[hh * st + e] = __float2bfloat16_rn(v);
+    const int rw32 = (int)rw, r32 = (int)r, total = TD_TC_HEADS * rw32;
+    constexpr int QB = 24; // loads in flight per thread: the queries arrive in a few round trips, not 72
+    for (int base = threadIdx.x; base < total; base += QB * 256) {
+        float v[QB];
+#pragma unroll
+        for (int u = 0; u < QB; u++) {
+            int id = base + u * 256, hh = id / rw32, e = id - hh * rw32;
+            int64_t h = h0 + hh;
+            v[u] = 0.0f;
+            if (id < total && h < nh)
+                v[u] = e < r32 ? a.qlat[t * a.ldql + h * r + e] : a.q[t * a.ldq + h * a.q_hstride + a.q_rope_off + (e - r32)];
+        }
+#pragma unroll
+        for (int u = 0; u < QB; u++) {
+            int id = base + u * 256, hh = id / rw32, e = id - hh * rw32;
+            if (id < total) Qs[hh * st + e] = __float2bfloat16_rn(v[u]);
+        }
     }
     if (threadIdx.x < TD_TC_HEADS) {
         mrow[threadIdx.x] = -INFINITY;
