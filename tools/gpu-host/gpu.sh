@@ -86,6 +86,10 @@ EOF
         gm=$(grep -o '"gpus":\[[^]]*\]' <<<"$out")
         [ -n "$gm" ] && row "  gpu memory" "used $(jget mem_used "$gm") B, planned $(jget mem_planned "$gm") B, ok $(jget mem_ok "$gm")"
     done
+    # what tandem rules predicts for the same plan (the bundled model's context: 512)
+    pr=$("$T" rules --model "$ROOT/models/tandem-tiny-q8_0.gguf" --rules deepseek-v3-1gpu-24gb --gpu-mem 24GiB --ctx 512 2>&1 | grep '^cuda:0 ')
+    echo "rules: $pr" >>"$LOGS/speed.log"
+    row "  tandem rules, 1-GPU preset" "$(awk '{print "weights", $2, $3, "kv", $4, $5, "reserve", $6, $7, "total", $8, $9}' <<<"$pr")"
 fi
 
 row "total" "$((SECONDS - T0)) s"
