@@ -26,8 +26,10 @@ build: configure
 
 # tools/setup-llama.sh brings node-llama-cpp's prebuilt llama.cpp (npm) for tests/cli/test_llama_interop.sh;
 # configuring again afterwards builds tools/compare against it (the test skips, saying why, without it)
+# tools/setup-serve-tests.sh brings the npm clients (openai, ollama, playwright-core) the serve tests drive
 test: build
 	@tools/setup-llama.sh || echo "make test: no llama.cpp from npm; test_llama_interop will skip"
+	@tools/setup-serve-tests.sh || echo "make test: no npm clients; the serve client, page and load tests will skip"
 	cmake $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 

@@ -145,5 +145,8 @@ typedef struct td_expert_counts {
     int64_t distinct[TD_EXPERT_COUNT_MAX_BATCH + 1]; /* distinct experts those calls routed to, summed */
 } td_expert_counts;
 void td_session_count_experts(td_session *s, td_expert_counts *counts);
+/* The same over all rows of each forward call of the engine's main layers (the union of the experts of
+ * every session in a batched call: what one step reads), counts[l] for main layer l, by the call's rows. */
+void td_engine_count_experts(td_engine *e, td_expert_counts *counts);
 
 #endif

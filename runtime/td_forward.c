@@ -133,7 +133,8 @@ static void td_count_experts(td_expert_counts *c, const int32_t *ids, int64_t n,
 static td_status td_fwd_observe_routing(td_engine *e, const td_fwd_call *c, int layer_index, int be)
 {
     int k = e->model->hp.n_experts_per_tok;
-    bool want = false;
+    bool engine_count = e->expert_counts && !c->mtp && c->rows <= TD_EXPERT_COUNT_MAX_BATCH;
+    bool want = engine_count;
     for (int i = 0; i < c->n_items; i++) {
         td_session *s = c->items[i].s;
         want |= (s->expert_counts && c->items[i].n <= TD_EXPERT_COUNT_MAX_BATCH) ||
@@ -142,6 +143,7 @@ static td_status td_fwd_observe_routing(td_engine *e, const td_fwd_call *c, int 
     if (!want) return TD_OK;
     td_backend *b = e->backends[be];
     TD_TRY(b->i->to_host(b, td_fwd_view(e, TD_ACT_IDS, be), c->rows, k, e->ids_host));
+    if (engine_count) td_count_experts(&e->expert_counts[layer_index], e->ids_host, c->rows, k);
     for (int i = 0; i < c->n_items; i++) {
         td_session *s = c->items[i].s;
         int64_t n = c->items[i].n;

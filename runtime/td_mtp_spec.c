@@ -18,7 +18,9 @@
 #define TD_MTP_START_MARGIN 1.05
 
 struct td_mtp_spec {
-    td_generator *g;
+    td_generator *g; /* NULL for a detached spec */
+    td_session *s;
+    td_sampler *smp;
     td_mtp_params p;
     bool installed; /* g's step is ours */
     int64_t V;
@@ -50,9 +52,9 @@ bool td_mtp_mode_from_name(const char *name, td_mtp_mode *out)
     return false;
 }
 
-static bool td_greedy(td_generator *g)
+static bool td_greedy(const td_mtp_spec *sp)
 {
-    return td_sampler_params_of(td_generator_sampler(g))->temperature <= 0;
+    return td_sampler_params_of(sp->smp)->temperature <= 0;
 }
 
 /* The plain step: run what is pending, choose one token from the last logits. */
@@ -76,8 +78,10 @@ static int32_t td_residual_draw(td_mtp_spec *sp, td_sampler *smp, float *p, cons
 }
 
 /* k drafts after token x at position pos (x is not in the cache yet): toks = [x, d1..dk]. */
-static td_status td_draft(td_mtp_spec *sp, td_session *s, td_sampler *smp, bool greedy, int k, int32_t *toks)
+static td_status td_draft(td_mtp_spec *sp, bool greedy, int k, int32_t *toks)
 {
+    td_session *s = sp->s;
+    td_sampler *smp = sp->smp;
     if (!sp->p.drafter) TD_TRY(td_session_mtp_draft(s, toks[0]));
     for (int i = 0; i < k; i++) {
         const float *ql = td_session_mtp_logits(s);
@@ -98,12 +102,13 @@ static td_status td_draft(td_mtp_spec *sp, td_session *s, td_sampler *smp, bool 
 
 /* Verifies the drafts toks[1..k] against the main model's rows logits[0..k]: appends the accepted drafts
  * and the one token that follows them to out; returns how many drafts were accepted. */
-static int td_verify(td_mtp_spec *sp, td_sampler *smp, bool greedy, int k, const int32_t *toks, int32_t *out,
+static int td_verify(td_mtp_spec *sp, bool greedy, int k, const int32_t *toks, const float *logits, int32_t *out,
                      int *n_out)
 {
+    td_sampler *smp = sp->smp;
     int64_t V = sp->V;
     for (int i = 0; i < k; i++) {
-        const float *row = sp->logits + i * V;
+        const float *row = logits + i * V;
         int32_t d = toks[1 + i];
         if (greedy) {
             int32_t y = td_argmax(row, V);
@@ -121,7 +126,7 @@ static int td_verify(td_mtp_spec *sp, td_sampler *smp, bool greedy, int k, const
         out[(*n_out)++] = td_residual_draw(sp, smp, sp->prob, q);
         return i;
     }
-    out[(*n_out)++] = td_sampler_sample(smp, sp->logits + k * V); /* every draft kept: one more for free */
+    out[(*n_out)++] = td_sampler_sample(smp, logits + k * V); /* every draft kept: one more for free */
     return k;
 }
 
@@ -129,9 +134,9 @@ static int td_verify(td_mtp_spec *sp, td_sampler *smp, bool greedy, int k, const
  * and a plain step ran instead. */
 static td_status td_spec_step(td_mtp_spec *sp, td_generator *g, int32_t *out, int *n, int max_out, bool *speculated)
 {
-    td_session *s = td_generator_session(g);
-    td_sampler *smp = td_generator_sampler(g);
-    bool greedy = td_greedy(g);
+    td_session *s = sp->s;
+    td_sampler *smp = sp->smp;
+    bool greedy = td_greedy(sp);
     const int32_t *pend;
     int n_pend = td_generator_pending(g, &pend), n_out = 0;
     int32_t toks[TD_MTP_MAX_DRAFTS + 1];
@@ -157,9 +162,9 @@ static td_status td_spec_step(td_mtp_spec *sp, td_generator *g, int32_t *out, in
         }
         return td_plain_step(g, out, n);
     }
-    TD_TRY(td_draft(sp, s, smp, greedy, k, toks));
+    TD_TRY(td_draft(sp, greedy, k, toks));
     TD_TRY(td_generator_forward(g, toks, k + 1, sp->logits));
-    int accepted = td_verify(sp, smp, greedy, k, toks, out, &n_out);
+    int accepted = td_verify(sp, greedy, k, toks, sp->logits, out, &n_out);
     TD_TRY(td_generator_rewind(g, pos + 1 + accepted));
     td_generator_count_drafts(g, k, accepted);
     sp->drafted += k;
@@ -200,14 +205,14 @@ static void td_auto_decide(td_mtp_spec *sp)
 {
     bool was = sp->use_mtp;
     sp->use_mtp = td_auto_speedup(sp) > 1.0;
-    if (sp->use_mtp != was && !sp->p.drafter) td_session_mtp_keep_up(td_generator_session(sp->g), sp->use_mtp);
+    if (sp->use_mtp != was && !sp->p.drafter) td_session_mtp_keep_up(sp->s, sp->use_mtp);
 }
 
 /* The cost from the cache, or measured now on the (fresh) session and cached. A session without room to
  * measure decodes plainly. */
 static td_status td_auto_setup(td_mtp_spec *sp)
 {
-    td_session *s = td_generator_session(sp->g);
+    td_session *s = sp->s;
     char key[2048];
     td_mtp_cost_key(s, sp->p.k, key, sizeof key);
     if (!td_mtp_cost_load(sp->p.cost_cache, key, &sp->cost)) {
@@ -242,7 +247,8 @@ td_status td_mtp_spec_step(td_generator *g, void *ctx, int32_t *out, int *n, int
 
 /* ------------------------------------------------------------------ lifecycle */
 
-td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spec **out)
+static td_status td_mtp_spec_make(td_generator *g, td_session *s, td_sampler *smp, const td_mtp_params *p,
+                                  td_mtp_spec **out)
 {
     *out = NULL;
     td_mtp_params params = p ? *p : (td_mtp_params){.mode = TD_MTP_ON};
@@ -250,7 +256,6 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
     if ((unsigned)params.mode >= TD_MTP_MODE_COUNT) return td_fail(TD_E_ARG, "unknown MTP mode %d", params.mode);
     if (params.k < 1 || params.k > TD_MTP_MAX_DRAFTS)
         return td_fail(TD_E_ARG, "%d MTP drafts per step is out of range (1..%d)", params.k, TD_MTP_MAX_DRAFTS);
-    td_session *s = td_generator_session(g);
     const td_model *m = s->e->model;
     if (params.mode != TD_MTP_OFF && !params.drafter && !td_session_has_mtp(s))
         return td_fail(TD_E_NOT_FOUND,
@@ -260,6 +265,8 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
     td_mtp_spec *sp = td_calloc(1, sizeof *sp);
     if (!sp) return td_fail(TD_E_NOMEM, "out of memory");
     sp->g = g;
+    sp->s = s;
+    sp->smp = smp;
     sp->p = params;
     sp->V = m->hp.vocab_size;
     size_t V = (size_t)sp->V, k = (size_t)params.k;
@@ -281,20 +288,57 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
     if (params.mode != TD_MTP_OFF) {
         bool drafting = params.mode == TD_MTP_ON || sp->use_mtp;
         if (!params.drafter) td_session_mtp_keep_up(s, drafting);
-        td_generator_set_step(g, td_mtp_spec_step, sp);
-        sp->installed = true;
+        if (g) {
+            td_generator_set_step(g, td_mtp_spec_step, sp);
+            sp->installed = true;
+        }
     }
     *out = sp;
     return TD_OK;
 }
 
+td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spec **out)
+{
+    return td_mtp_spec_make(g, td_generator_session(g), td_generator_sampler(g), p, out);
+}
+
+td_status td_mtp_spec_create_detached(td_session *s, td_sampler *smp, const td_mtp_params *p, td_mtp_spec **out)
+{
+    return td_mtp_spec_make(NULL, s, smp, p, out);
+}
+
+bool td_mtp_spec_drafting(const td_mtp_spec *sp)
+{
+    return sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && sp->use_mtp);
+}
+
+td_status td_mtp_spec_draft(td_mtp_spec *sp, int32_t *toks, int max_k, int *k)
+{
+    *k = 0;
+    int64_t room = td_session_ctx(sp->s) - td_session_pos(sp->s) - 1;
+    int n = sp->p.k < max_k ? sp->p.k : max_k;
+    if (n > room) n = (int)room;
+    if (n < 1 || (!sp->p.drafter && !td_session_mtp_can_draft(sp->s))) return TD_OK;
+    TD_TRY(td_draft(sp, td_greedy(sp), n, toks));
+    *k = n;
+    return TD_OK;
+}
+
+int td_mtp_spec_verify(td_mtp_spec *sp, const int32_t *toks, int k, const float *logits, int32_t *out)
+{
+    int n_out = 0, accepted = td_verify(sp, td_greedy(sp), k, toks, logits, out, &n_out);
+    sp->drafted += k;
+    sp->accepted += accepted;
+    sp->spec_steps++;
+    if (sp->p.mode == TD_MTP_AUTO) td_auto_decide(sp);
+    return accepted;
+}
+
 void td_mtp_spec_free(td_mtp_spec *sp)
 {
     if (!sp) return;
-    if (sp->installed) {
-        td_generator_set_step(sp->g, NULL, NULL);
-        td_session_mtp_keep_up(td_generator_session(sp->g), false);
-    }
+    if (sp->installed) td_generator_set_step(sp->g, NULL, NULL);
+    if (sp->installed || !sp->g) td_session_mtp_keep_up(sp->s, false);
     td_free(sp->logits);
     td_free(sp->q);
     td_free(sp->prob);

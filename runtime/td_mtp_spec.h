@@ -71,6 +71,20 @@ typedef struct td_mtp_spec td_mtp_spec;
 td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spec **out);
 /* The step td_mtp_spec_create installs (a td_gen_step_fn, ctx = the spec), for steps that wrap it. */
 td_status td_mtp_spec_step(td_generator *g, void *spec, int32_t *out, int *n, int max_out);
+/* Speculation for a caller that runs the verify pass itself (a server batching the verify rows of
+ * several sessions into one forward call): the spec drafts on s and judges with smp, and installs no
+ * step. auto measures its costs here as td_mtp_spec_create does (s must be fresh). */
+td_status td_mtp_spec_create_detached(td_session *s, td_sampler *smp, const td_mtp_params *p, td_mtp_spec **out);
+/* Whether the next step should speculate (on, or auto while it pays). */
+bool td_mtp_spec_drafting(const td_mtp_spec *sp);
+/* toks[0] is the token chosen for the session's position (not run yet): drafts up to min(k, max_k)
+ * tokens after it into toks[1..]; *k = 0 when there is no room or nothing to draft from (run toks[0]
+ * alone). The caller runs toks[0..k] at the session's position with every row's logits. */
+td_status td_mtp_spec_draft(td_mtp_spec *sp, int32_t *toks, int max_k, int *k);
+/* Judges the drafts against logits [k+1][V] of that pass: writes the accepted drafts and the token after
+ * them to out (accepted + 1 tokens) and returns how many drafts were accepted. The caller then rewinds the
+ * session to its position before the pass + 1 + accepted. */
+int td_mtp_spec_verify(td_mtp_spec *sp, const int32_t *toks, int k, const float *logits, int32_t *out);
 /* Restores g's plain step and frees the spec. */
 void td_mtp_spec_free(td_mtp_spec *sp);
 void td_mtp_spec_stats(const td_mtp_spec *sp, td_mtp_stats *out);

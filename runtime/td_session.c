@@ -174,6 +174,7 @@ int64_t td_session_mtp_pos(const td_session *s) { return s->mtp_pos; }
 void td_session_set_trace(td_session *s, td_trace *trace) { s->trace = trace; }
 void td_session_set_attn_path(td_session *s, td_attn_path path) { s->p.attn = path; }
 void td_session_count_experts(td_session *s, td_expert_counts *counts) { s->expert_counts = counts; }
+void td_engine_count_experts(td_engine *e, td_expert_counts *counts) { e->expert_counts = counts; }
 
 td_status td_session_rewind(td_session *s, int64_t pos)
 {

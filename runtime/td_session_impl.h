@@ -71,6 +71,7 @@ struct td_engine {
     float *stage;              /* [max_batch][2H] host staging between two device backends */
     int32_t *tokens;           /* [max_batch] the tokens of a call */
     int32_t *ids_host;         /* [max_batch][k] expert ids for counting and traces */
+    td_expert_counts *expert_counts; /* [n_layers]: distinct experts over all rows of a call, or NULL */
     int64_t max_ctx;           /* the largest session context reserved on the backends */
     td_finite_probe finite;    /* the probes of a call that is run again to find a NaN or Inf */
 };

@@ -10,6 +10,7 @@ static const td_bench td_benches[] = {
     {"tokenize", td_bench_tokenize, "tokenizer encoding speed on one core (MB/s of text)"},
     {"membw", td_bench_membw, "read bandwidth of all cores: the roofline of decoding"},
     {"experts", td_bench_experts, "routed-expert FFN at DeepSeek-V3 shapes: GB/s vs membw, TFLOP/s"},
+    {"serve", td_bench_serve, "tandem serve's scheduler: tok/s and experts per step at 1, 4, 16 slots; prefix reuse"},
     {"mtp", td_bench_mtp, "decode tok/s with MTP speculative decoding vs plain, acceptance, experts per verify"},
     {NULL, NULL, NULL},
 };

@@ -42,12 +42,12 @@ static void td_eval_help(void)
            "  --bf16-reference J   the bf16 tier's yardsticks (default: $TANDEM_SHARED/fixtures/\n"
            "                       bf16-reference.json); the model's entry is found by its directory or\n"
            "                       file name (tiny-dsv3-bf16, tiny-dsv3-q8_0-legacy.gguf)\n"
-           "  --threads N          CPU threads (default: all cores)\n"
+           "  --threads N          CPU threads (default: %s)\n"
            "  --mtp-from P         attach the MTP block from an official safetensors file or directory\n"
            "  --expert-groups N/M  route with N expert groups, keeping the top M (GGUFs without group keys)\n"
            "%s"
            "  --json               print only the JSON line\n",
-           td_cli_plan_help());
+           td_cli_threads_default(), td_cli_plan_help());
 }
 
 /* True when s (one '-' or '.' separated piece of a file name) names a quantization: q8_0, Q4_K_M, IQ2_XXS,
@@ -170,7 +170,7 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
         } else if (td_args_is(&a, "--bf16-reference")) {
             if (!(o->bf16_reference = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--threads")) {
-            if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, 0, 4096, &o->threads)) return 2;
+            if (!(v = td_args_value(&a)) || !td_parse_threads(&a, v, &o->threads)) return 2;
         } else if (td_args_is(&a, "--max-rel-err")) {
             if (!(v = td_args_value(&a)) || !td_parse_double(&a, v, 0, 1e6, &o->max_rel_err)) return 2;
         } else if (td_args_is(&a, "--max-kld")) {
@@ -283,7 +283,7 @@ int td_cmd_eval(int argc, char **argv)
     if (st == TD_OK) st = td_eval_reference(&o, &ref);
     if (st == TD_OK) {
         td_kv_type kv = o.kv_type != TD_KV_AUTO ? o.kv_type : o.kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
-        st = td_cli_plan_make(&o.plan, m, 4096, td_kv_type_bytes(kv), &rules, &plan);
+        st = td_cli_plan_make(&o.plan, "eval", m, 4096, td_kv_type_bytes(kv), &rules, &plan);
     }
     if (st == TD_OK) {
         td_engine_params ep = {.kernels = o.kernels, .n_threads = o.threads, .plan = plan};

@@ -28,7 +28,8 @@ static void td_generate_help(void)
            "deterministic; sampling (--temp above 0) takes a fresh seed each run unless --seed is given, and\n"
            "reports it so that --seed repeats the run. With --json, nothing is streamed and stdout is one JSON\n"
            "line: text, tokens, prompt_tokens, prompt_tok_s, decode_tok_s, seed, mtp, mtp_acceptance,\n"
-           "tokens_per_step, mtp_speedup, stop, ...\n\n"
+           "tokens_per_step, mtp_speedup, stop, min_logit_gap (greedy without MTP: the smallest gap between the\n"
+           "two best logits of any step), ...\n\n"
            "  --prompt P           the prompt text (--prompt-file F reads it from a file, - for stdin)\n"
            "  --system S           a system prompt\n"
            "  --stop S             stop at this text (repeatable, up to %d)\n"
@@ -155,7 +156,36 @@ static void td_gen_stream(void *user, td_gen_piece kind, const char *s, size_t n
     fflush(stdout);
 }
 
-static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st, const td_gen_probe *probe)
+/* Greedy decoding that also keeps the smallest gap between the two largest logits of any step: how close
+ * the run came to a tie (a test that compares greedy answers across batch sizes needs clear winners). */
+typedef struct td_gap_step {
+    double min_gap;
+} td_gap_step;
+
+static td_status td_step_gap(td_generator *g, void *ctx, int32_t *out, int *n, int max_out)
+{
+    (void)max_out;
+    td_gap_step *gs = ctx;
+    TD_TRY(td_generator_flush_pending(g));
+    const float *logits = td_session_logits(td_generator_session(g));
+    int64_t V = td_sampler_n_vocab(td_generator_sampler(g));
+    float a = -INFINITY, b = -INFINITY;
+    for (int64_t i = 0; i < V; i++) {
+        if (logits[i] > a) {
+            b = a;
+            a = logits[i];
+        } else if (logits[i] > b) {
+            b = logits[i];
+        }
+    }
+    if (a - b < gs->min_gap) gs->min_gap = a - b;
+    out[0] = td_sampler_sample(td_generator_sampler(g), logits);
+    *n = 1;
+    return td_generator_set_pending(g, out, 1);
+}
+
+static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st, double min_gap,
+                        const td_gen_probe *probe)
 {
     char seed[24];
     cJSON *j = cJSON_CreateObject();
@@ -184,6 +214,7 @@ static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen
     else
         cJSON_AddNumberToObject(j, "mtp_speedup", ms.speedup);
     cJSON_AddStringToObject(j, "stop", td_gen_stop_name(st->stop));
+    if (!isnan(min_gap)) cJSON_AddNumberToObject(j, "min_logit_gap", min_gap);
     /* the seed as written, exact beyond 2^53 (a JSON number through cJSON would be a double) */
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)td_sampler_params_of(rt->sampler)->seed);
     cJSON_AddRawToObject(j, "seed", seed);
@@ -215,6 +246,7 @@ int td_cmd_generate(int argc, char **argv)
     char *prompt = NULL;
     td_tokens ids = {0}, out = {0};
     td_gen_stats st;
+    td_gap_step gap = {.min_gap = INFINITY};
     td_status s = td_read_prompt(&o, &prompt);
     if (s == TD_OK)
         s = td_chat_rt_open(&o.c, &rt);
@@ -237,13 +269,14 @@ int td_cmd_generate(int argc, char **argv)
                            .on_text = td_gen_stream,
                            .user = &probe,
                            .cancel = &td_gen_cancel};
+        if (o.json && !rt.mtp && o.c.sampling.temperature <= 0) td_generator_set_step(rt.gen, td_step_gap, &gap);
         s = td_generate(rt.gen, ids.ids, ids.n, &p, &out, &st);
         signal(SIGINT, SIG_DFL);
     }
     if (s != TD_OK) {
         rc = td_cli_fail("generate", s);
     } else if (o.json) {
-        td_gen_json(&rt, &out, &st, &probe);
+        td_gen_json(&rt, &out, &st, isinf(gap.min_gap) ? NAN : gap.min_gap, &probe);
         rc = 0;
     } else {
         printf("\n");

@@ -12,5 +12,6 @@ int td_bench_tokenize(int argc, char **argv);
 int td_bench_membw(int argc, char **argv);
 int td_bench_experts(int argc, char **argv);
 int td_bench_mtp(int argc, char **argv);
+int td_bench_serve(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
 #include "td_gguf.h"
 #include "td_mmap.h"
 #include "td_mtp_cost.h"
+#include "td_plan.h"
 
 #include <libgen.h>
 #include <stdio.h>
@@ -180,7 +181,7 @@ static td_status td_chat_rt_mtp(const td_chat_opts *o, td_chat_rt *rt)
     return TD_OK;
 }
 
-td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
+td_status td_chat_rt_open_model(const td_chat_opts *o, td_chat_rt *rt)
 {
     memset(rt, 0, sizeof *rt);
     const char *path = o->model, *looked;
@@ -194,23 +195,10 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     if (o->mtp_from && !rt->model->mtp)
         return td_fail(TD_E_NOT_FOUND, "--mtp-from %s: it holds no MTP block for %s (no model.layers.%d.* tensors)",
                        o->mtp_from, path, rt->model->hp.n_layers);
-    /* the plan before anything else is read: a GPU that is not here is refused at once */
-    int64_t max_pos = rt->model->hp.max_position_embeddings;
-    int64_t n_ctx = o->ctx ? o->ctx : max_pos < 4096 ? max_pos : 4096; /* the session's default */
-    td_kv_type kv = o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
-    TD_TRY(td_cli_plan_make(&o->plan, rt->model, n_ctx, td_kv_type_bytes(kv), &rt->rules, &rt->plan));
     td_model_name(rt->model, rt->model_name, sizeof rt->model_name);
     td_status st =
         o->tokenizer ? td_tokenizer_load(o->tokenizer, &rt->tok) : td_tokenizer_for_model(rt->model, &rt->tok);
     if (st != TD_OK) return st;
-    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads, .plan = rt->plan};
-    TD_TRY(td_engine_open(rt->model, &ep, &rt->engine));
-    td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
-    TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
-    if (!o->quiet) td_cli_plan_print_gpu_mem(rt->plan, stderr); /* weights and caches are in place now */
-    TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
-    TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
-    TD_TRY(td_chat_rt_mtp(o, rt));
     if (o->template_name && strcmp(o->template_name, "auto") != 0) {
         td_template_from_name(o->template_name, &rt->tmpl);
         rt->tmpl_why = "--template";
@@ -222,6 +210,42 @@ td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
     const char *b = bos >= 0 ? td_tokenizer_token_bytes(rt->tok, bos, &n) : NULL;
     snprintf(rt->bos_text, sizeof rt->bos_text, "%.*s", b ? (int)n : 0, b ? b : "");
     return TD_OK;
+}
+
+td_status td_chat_rt_open_engine(const td_chat_opts *o, const struct td_plan *plan, td_chat_rt *rt)
+{
+    td_engine_params ep = {.kernels = o->kernels, .n_threads = o->threads, .plan = plan};
+    return td_engine_open(rt->model, &ep, &rt->engine);
+}
+
+static int td_chat_kv_bytes(const td_chat_opts *o)
+{
+    return td_kv_type_bytes(o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16);
+}
+
+td_status td_chat_rt_plan(const td_chat_opts *o, const char *rules_name, const td_chat_rt *rt, int64_t kv_positions,
+                          td_rules **rules, td_plan **plan)
+{
+    td_cli_plan_opts po = o->plan; /* --override, --gpu-mem and --auto, and --rules when given there */
+    if (rules_name) po.rules = rules_name;
+    if (!po.rules && !po.n_overrides) po.rules = "cpu-only";
+    return td_cli_plan_make(&po, "serve", rt->model, kv_positions, td_chat_kv_bytes(o), rules, plan);
+}
+
+td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
+{
+    TD_TRY(td_chat_rt_open_model(o, rt));
+    /* the plan before any weight is read: a GPU that is not here is refused at once */
+    int64_t max_pos = rt->model->hp.max_position_embeddings;
+    int64_t n_ctx = o->ctx ? o->ctx : max_pos < 4096 ? max_pos : 4096; /* the session's default */
+    TD_TRY(td_cli_plan_make(&o->plan, "chat", rt->model, n_ctx, td_chat_kv_bytes(o), &rt->rules, &rt->plan));
+    TD_TRY(td_chat_rt_open_engine(o, rt->plan, rt));
+    td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
+    TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
+    if (!o->quiet) td_cli_plan_print_gpu_mem(rt->plan, stderr); /* weights and caches are in place now */
+    TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
+    TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
+    return td_chat_rt_mtp(o, rt);
 }
 
 void td_chat_rt_close(td_chat_rt *rt)

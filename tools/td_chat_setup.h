@@ -62,6 +62,17 @@ typedef struct td_chat_rt {
 } td_chat_rt;
 
 td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt);
+/* The pieces of td_chat_rt_open, for a program that makes its own sessions (tandem serve): the model,
+ * tokenizer, chat format and BOS text; then the engine, under an optional placement plan. */
+td_status td_chat_rt_open_model(const td_chat_opts *o, td_chat_rt *rt);
+struct td_plan;
+struct td_rules;
+td_status td_chat_rt_open_engine(const td_chat_opts *o, const struct td_plan *plan, td_chat_rt *rt);
+/* The placement plan of rules_name (a rules file or preset; NULL: cpu-only) for the opened model, on this
+ * machine, with kv_positions of KV cache (all sessions together): TD_E_NOMEM saying by how much when it
+ * does not fit. Free both with td_plan_free / td_rules_free. */
+td_status td_chat_rt_plan(const td_chat_opts *o, const char *rules_name, const td_chat_rt *rt, int64_t kv_positions,
+                          struct td_rules **rules, struct td_plan **plan);
 void td_chat_rt_close(td_chat_rt *rt);
 
 /* Renders msgs with the runtime's template (ending where the answer starts) and tokenizes it. Text that

@@ -18,6 +18,19 @@ int td_cli_plan_parse(td_args *a, td_cli_plan_opts *o)
             td_cli_usage_error(a->cmd, "--override: at most %d of them", TD_CLI_MAX_OVERRIDES);
             return -1;
         }
+        /* a command-line value: a bad one is bad usage (exit 2), as in tandem rules */
+        td_rules *check = NULL;
+        td_status st = td_rules_create(&check);
+        if (st == TD_OK) st = td_rules_add_override(check, v);
+        td_rules_free(check);
+        if (st == TD_E_NOMEM) {
+            td_cli_fail(a->cmd, st);
+            return -1;
+        }
+        if (st != TD_OK) {
+            td_cli_usage_error(a->cmd, "%s", td_errmsg());
+            return -1;
+        }
         o->overrides[o->n_overrides++] = v;
     } else if (td_args_is(a, "--gpu-mem")) {
         if (!(v = td_args_value(a)) || !td_parse_bytes(a, v, &o->gpu_mem)) return -1;
@@ -48,8 +61,8 @@ static int td_first_missing_gpu(const td_plan *plan, int n)
     return -1;
 }
 
-td_status td_cli_plan_make(const td_cli_plan_opts *o, const td_model *m, int64_t n_ctx, int kv_elem_bytes,
-                           td_rules **rules, td_plan **plan)
+td_status td_cli_plan_make(const td_cli_plan_opts *o, const char *cmd, const td_model *m, int64_t n_ctx,
+                           int kv_elem_bytes, td_rules **rules, td_plan **plan)
 {
     *rules = NULL;
     *plan = NULL;
@@ -88,6 +101,9 @@ td_status td_cli_plan_make(const td_cli_plan_opts *o, const td_model *m, int64_t
     td_plan_params pp = {.hp = &m->hp, .dir = m->dir, .rules = *rules, .devices = &devices, .ctx = n_ctx,
                          .kv_elem_bytes = kv_elem_bytes};
     TD_TRY(o->autofill ? td_plan_auto(&pp, *rules, plan) : td_plan_build(&pp, plan));
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "tandem %s: ", cmd);
+    td_plan_print_idle_rules(*plan, *rules, prefix, stderr);
     for (int i = 0; o->autofill && i < (*plan)->n_modules; i++) {
         const td_plan_module *pm = &(*plan)->modules[i];
         char dev[16];

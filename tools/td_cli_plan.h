@@ -25,12 +25,13 @@ typedef struct td_cli_plan_opts {
 int td_cli_plan_parse(td_args *a, td_cli_plan_opts *o);
 /* The help lines for those options. */
 const char *td_cli_plan_help(void);
-/* Without --rules or --override, no plan (*plan stays NULL: every module on the CPU). Otherwise the plan of
- * the model on this machine with a KV cache of n_ctx values of kv_elem_bytes: TD_E_DEVICE, naming the module,
- * its rule and --rules cpu-only, when it places a module on a GPU that is not here; TD_E_NOMEM when it
- * does not fit. Free both with td_plan_free and td_rules_free (also on failure). */
-td_status td_cli_plan_make(const td_cli_plan_opts *o, const td_model *m, int64_t n_ctx, int kv_elem_bytes,
-                           td_rules **rules, td_plan **plan);
+/* Without --rules, --override or --auto, no plan (*plan stays NULL: every module on the CPU). Otherwise the
+ * plan of the model on this machine with a KV cache of n_ctx values of kv_elem_bytes: TD_E_DEVICE, naming
+ * the module, its rule and --rules cpu-only, when it places a module on a GPU that is not here; TD_E_NOMEM
+ * when it does not fit. Rules that place nothing are named on stderr after "tandem <cmd>: ". Free both
+ * with td_plan_free and td_rules_free (also on failure). */
+td_status td_cli_plan_make(const td_cli_plan_opts *o, const char *cmd, const td_model *m, int64_t n_ctx,
+                           int kv_elem_bytes, td_rules **rules, td_plan **plan);
 
 /* Device memory in use on a GPU the plan uses, now (the driver's total less its free memory: all this
  * process holds there, the CUDA context included), beside what the plan predicted for it. */

@@ -10,5 +10,6 @@ int td_cmd_rules(int argc, char **argv);
 int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_generate(int argc, char **argv);
 int td_cmd_chat(int argc, char **argv);
+int td_cmd_serve(int argc, char **argv);
 
 #endif

@@ -115,7 +115,9 @@ if ! grep -q "cuda:0" <<<"$("$T" rules --config "$CFG" --assume-type q4_k --json
     check "eval without a GPU refuses the 1-GPU preset (exit $rc)" '[ $rc -eq 1 ] && grep -q "has no GPU" <<<"$out" && grep -q -- "--rules cpu-only" <<<"$out"'
     out=$("$T" eval --model "$TINY" --override 'exps=CUDA0' 2>&1); rc=$?
     check "eval without a GPU refuses GPU overrides (exit $rc)" '[ $rc -eq 1 ] && grep -q "by --override #1" <<<"$out"'
-    out=$("$T" generate --model "$TINY" --prompt hi -n 2 --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
+    out=$("$T" generate --prompt hi -n 2 --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
     check "generate without a GPU refuses the 1-GPU preset (exit $rc)" '[ $rc -eq 1 ] && grep -q -- "--rules cpu-only" <<<"$out"'
 fi
+out=$("$T" eval --model "$TINY" --override 'exps(=cpu' 2>&1); rc=$?
+check "eval: a bad --override regex is bad usage (exit $rc)" '[ $rc -eq 2 ] && grep -q "bad regex" <<<"$out"'
 exit $fail
