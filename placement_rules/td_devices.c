@@ -141,10 +141,12 @@ static td_status td_devices_gpus(const td_devices_params *p, td_devices *d)
                        "have, describe it: --gpus 1x24GiB",
                        d->gpu_note);
     uint64_t reserve = p->gpu_reserve >= 0 ? (uint64_t)p->gpu_reserve : TD_DEFAULT_GPU_RESERVE;
+    d->gpu_reserve_fn = p->gpu_reserve_fn;
     for (int i = 0; i < d->n_gpus; i++) {
         td_gpu *g = &d->gpus[i];
         g->budget = (p->gpu_mem && p->gpu_mem < g->memory) ? p->gpu_mem : g->memory;
         g->reserve = reserve;
+        g->reserve_auto = p->gpu_reserve < 0 && p->gpu_reserve_fn;
         if (p->gpu_bw_gbps > 0) g->bw_gbps = p->gpu_bw_gbps, g->bw_source = TD_BW_USER;
         else if (g->bw_gbps <= 0) g->bw_gbps = TD_DEFAULT_GPU_BW_GBPS, g->bw_source = TD_BW_DEFAULT;
     }

@@ -77,6 +77,8 @@ typedef struct td_backend_stats {
     double moe_handoff_s;    /* from moe_submit to the experts starting, plus from their end to moe_wait
                               * returning, when they ran on another thread */
     double moe_wait_s;       /* the caller blocked in moe_wait */
+    double busy_s;           /* a GPU's stream working: from the first work queued after a wait to that
+                              * wait, summed (0 on the CPU, whose time is its callers') */
 } td_backend_stats;
 
 typedef struct td_backend_i {

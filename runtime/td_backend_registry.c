@@ -1,9 +1,12 @@
 /* The backends of this build: the CPU backend once per kernel set (and once with the routed experts on
- * its driver thread), the scalar reference first. */
+ * its driver thread), the scalar reference first; then the first GPU, as the engine makes it (batches on
+ * bf16 tensor cores) and exact (fp32 products throughout). */
 #include "td_backend_registry.h"
 
 #include "td_backend_cpu.h"
+#include "td_backend_cuda.h"
 #include "td_cpu_features.h"
+#include "td_cuda.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +36,27 @@ static bool td_reg_cpu_available(const td_backend_entry *e, char *why, size_t ca
     return false;
 }
 
+static td_status td_reg_cuda_create(const td_backend_entry *e, const td_model *model, int64_t max_rows, td_backend **out)
+{
+    return td_backend_cuda_create(model, e->params, max_rows, out);
+}
+
+static bool td_reg_cuda_available(const td_backend_entry *e, char *why, size_t cap)
+{
+    const td_backend_cuda_params *p = e->params;
+    if (!td_cuda_compiled()) {
+        snprintf(why, cap, "this tandem was built without CUDA");
+        return false;
+    }
+    int n = td_cuda_device_count();
+    if (p->device < n) return true;
+    snprintf(why, cap, "no GPU cuda:%d here (this machine has %d CUDA device%s)", p->device, n, n == 1 ? "" : "s");
+    return false;
+}
+
+static const td_backend_cuda_params td_reg_cuda = {.device = 0, .bf16_gemm = true};
+static const td_backend_cuda_params td_reg_cuda_exact = {.device = 0};
+
 static const td_backend_cpu_params td_reg_ref = {.kernels = TD_KERNELS_REF};
 /* the engine's default kernels: AVX2 or AVX-512, and the scalar ones on older CPUs */
 static const td_backend_cpu_params td_reg_auto = {.kernels = TD_KERNELS_AUTO};
@@ -50,6 +74,8 @@ static const td_backend_entry td_backend_entries[] = {
     {"cpu-avx2", TD_PRECISION_Q8, &td_reg_avx2, td_reg_cpu_available, td_reg_cpu_create},
     {"cpu-avx512", TD_PRECISION_Q8, &td_reg_avx512, td_reg_cpu_available, td_reg_cpu_create},
     {"cpu-amx", TD_PRECISION_BF16, &td_reg_amx, td_reg_cpu_available, td_reg_cpu_create},
+    {"cuda:0", TD_PRECISION_BF16, &td_reg_cuda, td_reg_cuda_available, td_reg_cuda_create},
+    {"cuda:0-exact", TD_PRECISION_F32, &td_reg_cuda_exact, td_reg_cuda_available, td_reg_cuda_create},
 };
 
 const td_backend_entry *td_backend_registry(int *n_out)

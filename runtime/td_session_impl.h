@@ -61,8 +61,9 @@ typedef struct td_layer_backends {
 struct td_engine {
     td_model *model;
     td_engine_params p;
-    td_backend *backends[TD_MAX_BACKENDS]; /* [0]: the CPU */
+    td_backend *backends[TD_MAX_BACKENDS]; /* [0]: the CPU, then the GPUs */
     int n_backends;
+    int gpu_device[TD_MAX_BACKENDS];       /* the CUDA device of backends[1..] */
     int *module_backend;       /* [n_modules] */
     td_layer_backends *layer;  /* [n_layers + 1]: the MTP block's layer last */
     int embed, norm, head, mtp;

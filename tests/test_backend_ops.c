@@ -186,6 +186,10 @@ static void bo_compare_route(const bo_case *c, const bo_run *ref, const bo_run *
 static bo_verdict bo_compare(const bo_case *c, const bo_run *ref, const bo_run *got, td_backend_precision prec)
 {
     bo_verdict v = {.value = 0.0, .bound = bo_nmse_max[c->op][prec], .ok = true};
+    /* fp32 products over a bf16 cache: a latent value whose fp32 sum lands another order away from a bf16
+     * rounding boundary rounds the other way (2^-8 of it), which the f32 bound did not allow for. Measured
+     * with cuda:0-exact on the fixtures: <= 3.2e-9; the bound is 15x that. */
+    if (c->op == BO_ATTENTION && c->kv == TD_KV_BF16 && v.bound < 5e-8) v.bound = 5e-8;
     snprintf(v.metric, sizeof v.metric, "%s", c->op == BO_COPIES ? "neq" : "nmse");
     TD_ASSERT(ref->n_out == got->n_out);
     int64_t bits = 0;

@@ -3,7 +3,7 @@
 #include "td_cli_kv.h"
 #include "td_commands.h"
 #include "cmd_eval_tier.h"
-#include "td_plan.h"
+#include "td_cli_plan.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -32,7 +32,8 @@ static void td_eval_help(void)
            "                       finds X.reference.safetensors)\n"
            "  --kernels K          ref | auto (default auto) | avx2 | avx512 | amx\n"
            "                       (auto: AVX2/AVX-512; amx adds bf16 tiles for batches: faster prefill,\n"
-           "                       weights and activations rounded to bf16)\n"
+           "                       weights and activations rounded to bf16; on a GPU, auto multiplies\n"
+           "                       batches of more than 8 rows on bf16 tensor cores, ref in fp32)\n"
            "  --max-rel-err X      pass threshold on max|ours-ref|/max|ref| (default 1e-4 with ref kernels)\n"
            "  --max-kld X          pass threshold on the mean KL divergence (default 1e-3 with fast kernels)\n"
            "  --attn A             prefill attention: auto | decompressed | absorbed\n"
@@ -44,11 +45,9 @@ static void td_eval_help(void)
            "  --threads N          CPU threads (default: %s)\n"
            "  --mtp-from P         attach the MTP block from an official safetensors file or directory\n"
            "  --expert-groups N/M  route with N expert groups, keeping the top M (GGUFs without group keys)\n"
-           "  --rules R            run under a placement plan (a rules file or preset, see tandem rules);\n"
-           "                       CPU placements only until the GPU path lands\n"
-           "  --override S         regex=device[,...] before the rules (repeatable)\n"
+           "%s"
            "  --json               print only the JSON line\n",
-           td_cli_threads_default());
+           td_cli_threads_default(), td_cli_plan_help());
 }
 
 /* True when s (one '-' or '.' separated piece of a file name) names a quantization: q8_0, Q4_K_M, IQ2_XXS,
@@ -105,10 +104,9 @@ static char *td_default_reference(const char *model, char *looked, size_t cap)
 typedef enum td_eval_tier { TD_TIER_EXACT, TD_TIER_BF16 } td_eval_tier;
 
 typedef struct td_eval_opts {
-    const char *model, *reference, *mtp_from, *rules, *bf16_reference;
+    const char *model, *reference, *mtp_from, *bf16_reference;
     td_eval_tier tier;
-    const char *overrides[16];
-    int n_overrides;
+    td_cli_plan_opts plan;
     td_kernels kernels;
     td_attn_path attn;
     td_kv_type kv_type;
@@ -135,6 +133,7 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
     td_args_init(&a, "eval", argc, argv);
     while (td_args_next(&a)) {
         const char *v;
+        int taken;
         if (td_args_is(&a, "--help") || td_args_is(&a, "-h")) {
             td_eval_help();
             return 0;
@@ -144,19 +143,8 @@ static int td_eval_parse(int argc, char **argv, td_eval_opts *o)
             if (!(o->model = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--reference")) {
             if (!(o->reference = td_args_value(&a))) return 2;
-        } else if (td_args_is(&a, "--rules")) {
-            if (!(o->rules = td_args_value(&a))) return 2;
-        } else if (td_args_is(&a, "--override")) {
-            if (!(v = td_args_value(&a))) return 2;
-            if (o->n_overrides == 16) return td_cli_usage_error("eval", "--override: at most 16 of them");
-            /* a command-line value: a bad one is bad usage (exit 2), as in tandem rules */
-            td_rules *check = NULL;
-            td_status st = td_rules_create(&check);
-            if (st == TD_OK) st = td_rules_add_override(check, v);
-            td_rules_free(check);
-            if (st == TD_E_NOMEM) return td_cli_fail("eval", st);
-            if (st != TD_OK) return td_cli_usage_error("eval", "%s", td_errmsg());
-            o->overrides[o->n_overrides++] = v;
+        } else if ((taken = td_cli_plan_parse(&a, &o->plan)) != 0) {
+            if (taken < 0) return 2;
         } else if (td_args_is(&a, "--mtp-from")) {
             if (!(o->mtp_from = td_args_value(&a))) return 2;
         } else if (td_args_is(&a, "--expert-groups")) {
@@ -273,30 +261,6 @@ static void td_eval_json(const td_eval_opts *o, const td_eval_result *r, int64_t
     cJSON_Delete(j);
 }
 
-/* The placement plan of --rules/--override: the model's own sizes, this host, the KV cache the session
- * will store at n_ctx. GPUs are described rather than detected: the engine refuses every GPU placement for
- * now with one message, whatever this machine has. */
-static td_status td_eval_plan(const td_eval_opts *o, const td_model *m, int64_t n_ctx, td_rules **rules,
-                              td_plan **plan)
-{
-    if (!o->rules && !o->n_overrides) return TD_OK;
-    TD_TRY(td_rules_create(rules));
-    for (int i = 0; i < o->n_overrides; i++) TD_TRY(td_rules_add_override(*rules, o->overrides[i]));
-    if (o->rules) {
-        char path[4096];
-        TD_TRY(td_rules_load_file(*rules, td_rules_resolve_path(o->rules, TANDEM_SOURCE_DIR "/placement_rules", path,
-                                                                 sizeof path)));
-    }
-    td_devices_params dp = {.gpu_reserve = -1, .n_virtual_gpus = TD_MAX_GPUS};
-    for (int i = 0; i < TD_MAX_GPUS; i++) dp.virtual_gpu_bytes[i] = 1ull << 40;
-    td_devices devices;
-    TD_TRY(td_devices_detect(&dp, &devices));
-    td_kv_type kv = o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
-    TD_TRY(td_plan_for_model(m, *rules, &devices, n_ctx, td_kv_type_bytes(kv), plan));
-    td_plan_print_idle_rules(*plan, *rules, "tandem eval: ", stderr);
-    return td_plan_require_fit(*plan);
-}
-
 int td_cmd_eval(int argc, char **argv)
 {
     td_eval_opts o;
@@ -317,7 +281,10 @@ int td_cmd_eval(int argc, char **argv)
         .mtp_from = o.mtp_from, .expert_groups = o.expert_groups, .expert_groups_used = o.expert_groups_used};
     td_status st = td_model_open(o.model, &mp, &m);
     if (st == TD_OK) st = td_eval_reference(&o, &ref);
-    if (st == TD_OK) st = td_eval_plan(&o, m, 4096, &rules, &plan);
+    if (st == TD_OK) {
+        td_kv_type kv = o.kv_type != TD_KV_AUTO ? o.kv_type : o.kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
+        st = td_cli_plan_make(&o.plan, "eval", m, 4096, td_kv_type_bytes(kv), &rules, &plan);
+    }
     if (st == TD_OK) {
         td_engine_params ep = {.kernels = o.kernels, .n_threads = o.threads, .plan = plan};
         st = td_engine_open(m, &ep, &e);
@@ -326,6 +293,7 @@ int td_cmd_eval(int argc, char **argv)
     if (st == TD_OK) {
         td_session_params sp = {.n_ctx = 4096, .kv_type = o.kv_type};
         st = td_session_create(e, &sp, &s);
+        if (st == TD_OK) td_cli_plan_print_gpu_mem(plan, stderr);
     }
     td_eval_result r;
     if (st == TD_OK) {

@@ -135,10 +135,23 @@ static td_status td_read_prompt(const td_gen_opts *o, char **out)
     return TD_OK;
 }
 
+/* The devices' counters when decoding starts (the first text comes after the prompt and one step), for
+ * the per-token report of --json. */
+typedef struct td_gen_probe {
+    td_engine *e;
+    bool json, started;
+    td_cli_dev_snap at_start, at_first;
+} td_gen_probe;
+
 static void td_gen_stream(void *user, td_gen_piece kind, const char *s, size_t n)
 {
-    (void)user;
+    td_gen_probe *p = user;
     (void)kind;
+    if (!p->started) {
+        td_cli_dev_snap_take(p->e, &p->at_first);
+        p->started = true;
+    }
+    if (p->json) return;
     fwrite(s, 1, n, stdout);
     fflush(stdout);
 }
@@ -171,7 +184,8 @@ static td_status td_step_gap(td_generator *g, void *ctx, int32_t *out, int *n, i
     return td_generator_set_pending(g, out, 1);
 }
 
-static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st, double min_gap)
+static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st, double min_gap,
+                        const td_gen_probe *probe)
 {
     char seed[24];
     cJSON *j = cJSON_CreateObject();
@@ -211,6 +225,12 @@ static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen
     cJSON_AddStringToObject(j, "kv_type", td_kv_type_name(td_session_kv_type(rt->session)));
     cJSON_AddNumberToObject(j, "kv_bytes_per_token", (double)td_session_kv_bytes_per_token(rt->session));
     cJSON_AddStringToObject(j, "model", rt->model->path);
+    /* where a decoded token's time went, per device, and the GPUs' memory beside the plan's */
+    td_cli_dev_snap end;
+    td_cli_dev_snap_take(rt->engine, &end);
+    td_cli_dev_json(rt->engine, probe->started ? &probe->at_first : &probe->at_start, &end,
+                    probe->started ? st->gen_tokens - 1 : st->gen_tokens, j);
+    td_cli_plan_gpu_mem_json(rt->plan, j);
     char *s = cJSON_PrintUnformatted(j);
     if (s) puts(s);
     free(s);
@@ -236,7 +256,9 @@ int td_cmd_generate(int argc, char **argv)
         td_chat_msg msgs[2] = {{TD_ROLE_SYSTEM, o.system ? o.system : ""}, {TD_ROLE_USER, prompt}};
         s = o.system ? td_chat_rt_prompt(&rt, msgs, 2, &ids) : td_chat_rt_prompt(&rt, msgs + 1, 1, &ids);
     }
+    td_gen_probe probe = {.e = rt.engine, .json = o.json};
     if (s == TD_OK) {
+        td_cli_dev_snap_take(rt.engine, &probe.at_start);
         signal(SIGINT, td_gen_on_sigint);
         td_gen_params p = {.max_tokens = o.c.max_tokens,
                            .stop = o.stop,
@@ -244,7 +266,8 @@ int td_cmd_generate(int argc, char **argv)
                            .show_special = o.show_special,
                            .ignore_eos = o.ignore_eos,
                            .starts_thinking = td_template_starts_thinking(rt.tmpl),
-                           .on_text = o.json ? NULL : td_gen_stream,
+                           .on_text = td_gen_stream,
+                           .user = &probe,
                            .cancel = &td_gen_cancel};
         if (o.json && !rt.mtp && o.c.sampling.temperature <= 0) td_generator_set_step(rt.gen, td_step_gap, &gap);
         s = td_generate(rt.gen, ids.ids, ids.n, &p, &out, &st);
@@ -253,7 +276,7 @@ int td_cmd_generate(int argc, char **argv)
     if (s != TD_OK) {
         rc = td_cli_fail("generate", s);
     } else if (o.json) {
-        td_gen_json(&rt, &out, &st, isinf(gap.min_gap) ? NAN : gap.min_gap);
+        td_gen_json(&rt, &out, &st, isinf(gap.min_gap) ? NAN : gap.min_gap, &probe);
         rc = 0;
     } else {
         printf("\n");

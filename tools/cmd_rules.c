@@ -5,6 +5,7 @@
 #include "td_roofline.h"
 #include "td_commands.h"
 #include "td_gguf_model.h"
+#include "td_backend_cuda.h"
 #include "td_gpu_probe.h"
 #include "td_hf.h"
 #include "td_model_format.h"
@@ -40,7 +41,8 @@ static void td_rules_help(void)
         "  --gpus SPEC        plan for GPUs you describe instead of the ones found: 1x24GiB, 2x24GiB,\n"
         "                     24GiB,12GiB (how to ask \"will it fit on a 24 GB card\" without one)\n"
         "  --gpu-mem SIZE     use at most SIZE of each GPU found (an error when there is none: use --gpus)\n"
-        "  --gpu-reserve SIZE kept free on each GPU for the CUDA context and activations (default 1GiB)\n"
+        "  --gpu-reserve SIZE kept free on each GPU for the CUDA context and activations (default: what the\n"
+        "                     runtime needs for the model, about 1.04 GiB for DeepSeek-V3)\n"
         "  --cpu-mem SIZE     use at most SIZE of host memory (shared by the NUMA nodes by their size)\n"
         "  --cpu-bw GBPS      host memory bandwidth, all nodes together (default 100 GB/s per NUMA node)\n"
         "  --measure-bw       measure this machine's read bandwidth first (about a second, a buffer of up to\n"
@@ -200,7 +202,8 @@ static td_status td_rules_load(const td_rules_opts *o, td_rules **rules)
 
 int td_cmd_rules(int argc, char **argv)
 {
-    td_rules_opts o = {.dev = {.gpu_reserve = -1, .gpu_probe = td_gpu_probe_cuda}};
+    td_rules_opts o = {.dev = {.gpu_reserve = -1, .gpu_probe = td_gpu_probe_cuda,
+                               .gpu_reserve_fn = td_backend_cuda_reserve_bytes}};
     int rc = td_rules_parse(argc, argv, &o);
     if (rc >= 0) return rc;
     if (o.gpus_given) o.dev.gpu_probe = NULL;

@@ -51,7 +51,7 @@ const char *td_default_model_path(const char **looked)
 
 const char *td_chat_opts_help(void)
 {
-    static char help[3072];
+    static char help[3200];
     snprintf(help, sizeof help,
              "  --model M            HF directory, .safetensors or .gguf (default: the bundled tiny model)\n"
              "  --tokenizer T        tokenizer.json, HF directory or .gguf (default: the model's own)\n"
@@ -76,8 +76,9 @@ const char *td_chat_opts_help(void)
              "                       but a seed gives another stream (with auto, one that depends on the costs)\n"
              "  --mtp-k K            tokens drafted per step with MTP, 1..8 (default 1)\n"
              "  --mtp-from P         take the MTP block from this safetensors file or HF directory (for GGUFs\n"
-             "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n",
-             td_cli_threads_default());
+             "                       that dropped it: model.layers.<n_layers>.* of the official checkpoint)\n"
+             "%s",
+             td_cli_threads_default(), td_cli_plan_help());
     return help;
 }
 
@@ -147,7 +148,7 @@ int td_chat_opts_parse(td_args *a, td_chat_opts *o)
         TD_VALUE();
         if (!td_parse_int(a, v, 1, TD_MTP_MAX_DRAFTS, &o->mtp_k)) return -1;
     } else {
-        return 0;
+        return td_cli_plan_parse(a, &o->plan);
     }
 #undef TD_VALUE
     return 1;
@@ -217,27 +218,31 @@ td_status td_chat_rt_open_engine(const td_chat_opts *o, const struct td_plan *pl
     return td_engine_open(rt->model, &ep, &rt->engine);
 }
 
+static int td_chat_kv_bytes(const td_chat_opts *o)
+{
+    return td_kv_type_bytes(o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16);
+}
+
 td_status td_chat_rt_plan(const td_chat_opts *o, const char *rules_name, const td_chat_rt *rt, int64_t kv_positions,
                           td_rules **rules, td_plan **plan)
 {
-    TD_TRY(td_rules_create(rules));
-    char path[4096];
-    TD_TRY(td_rules_load_file(*rules, td_rules_resolve_path(rules_name ? rules_name : "cpu-only",
-                                                             TANDEM_SOURCE_DIR "/placement_rules", path, sizeof path)));
-    td_devices_params dp = {.gpu_reserve = -1};
-    td_devices devices;
-    TD_TRY(td_devices_detect(&dp, &devices));
-    td_kv_type kv = o->kv_type != TD_KV_AUTO ? o->kv_type : o->kernels == TD_KERNELS_REF ? TD_KV_F32 : TD_KV_BF16;
-    TD_TRY(td_plan_for_model(rt->model, *rules, &devices, kv_positions, td_kv_type_bytes(kv), plan));
-    return td_plan_require_fit(*plan);
+    td_cli_plan_opts po = o->plan; /* --override, --gpu-mem and --auto, and --rules when given there */
+    if (rules_name) po.rules = rules_name;
+    if (!po.rules && !po.n_overrides) po.rules = "cpu-only";
+    return td_cli_plan_make(&po, "serve", rt->model, kv_positions, td_chat_kv_bytes(o), rules, plan);
 }
 
 td_status td_chat_rt_open(const td_chat_opts *o, td_chat_rt *rt)
 {
     TD_TRY(td_chat_rt_open_model(o, rt));
-    TD_TRY(td_chat_rt_open_engine(o, NULL, rt));
+    /* the plan before any weight is read: a GPU that is not here is refused at once */
+    int64_t max_pos = rt->model->hp.max_position_embeddings;
+    int64_t n_ctx = o->ctx ? o->ctx : max_pos < 4096 ? max_pos : 4096; /* the session's default */
+    TD_TRY(td_cli_plan_make(&o->plan, "chat", rt->model, n_ctx, td_chat_kv_bytes(o), &rt->rules, &rt->plan));
+    TD_TRY(td_chat_rt_open_engine(o, rt->plan, rt));
     td_session_params sp = {.n_ctx = o->ctx, .kv_type = o->kv_type};
     TD_TRY(td_session_create(rt->engine, &sp, &rt->session));
+    if (!o->quiet) td_cli_plan_print_gpu_mem(rt->plan, stderr); /* weights and caches are in place now */
     TD_TRY(td_sampler_create(rt->model->hp.vocab_size, &o->sampling, &rt->sampler));
     TD_TRY(td_generator_create(rt->session, rt->tok, rt->sampler, &rt->gen));
     return td_chat_rt_mtp(o, rt);
@@ -250,6 +255,8 @@ void td_chat_rt_close(td_chat_rt *rt)
     td_sampler_free(rt->sampler);
     td_session_free(rt->session);
     td_engine_close(rt->engine);
+    td_plan_free(rt->plan);
+    td_rules_free(rt->rules);
     td_tokenizer_free(rt->tok);
     td_model_close(rt->model);
     memset(rt, 0, sizeof *rt);

@@ -5,6 +5,7 @@
 
 #include "td_chat_template.h"
 #include "td_cli.h"
+#include "td_cli_plan.h"
 #include "td_engine.h"
 #include "td_generate.h"
 #include "td_mtp_spec.h"
@@ -30,10 +31,12 @@ typedef struct td_chat_opts {
     td_mtp_mode mtp; /* MTP speculative decoding */
     int mtp_k;       /* drafts per step (0: 1) */
     const char *mtp_from; /* attach the MTP block from this safetensors file or HF directory */
+    td_cli_plan_opts plan; /* --rules, --override, --gpu-mem */
 } td_chat_opts;
 
 /* Parses the options both commands take (--model, --tokenizer, --template, --kernels, --kv-type, --threads, --ctx,
- * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens, --mtp, --mtp-k, --mtp-from). Returns 1 when the option was one of
+ * --temp, --top-k, --top-p, --min-p, --seed, -n/--max-tokens, --mtp, --mtp-k, --mtp-from, --rules, --override,
+ * --gpu-mem). Returns 1 when the option was one of
  * them, 0 when it is not, -1 after printing an error. */
 int td_chat_opts_parse(td_args *a, td_chat_opts *o);
 /* The help lines for those options. */
@@ -44,6 +47,8 @@ void td_chat_opts_pick_seed(td_chat_opts *o, bool sampling);
 
 typedef struct td_chat_rt {
     td_model *model;
+    td_rules *rules;  /* --rules/--override, NULL without */
+    td_plan *plan;    /* where the modules run (NULL: all on the CPU) */
     td_engine *engine;
     td_session *session;
     td_tokenizer *tok;

@@ -102,15 +102,22 @@ check "--measure-bw with --host (exit $rc)" '[ $rc -eq 1 ] && grep -q "cannot go
 out=$("$T" rules --rules cpu-only --config "$CFG" --assume-type q4_k --measure-bw --cpu-bw 50 2>&1); rc=$?
 check "--measure-bw with --cpu-bw (exit $rc)" '[ $rc -eq 1 ] && grep -q "give one" <<<"$out"'
 
-# the engine runs CPU plans, and refuses GPU placements until the GPU path lands
+# the engine runs CPU plans; a plan for GPUs this machine lacks is refused before any weight is read,
+# pointing to the CPU (on a machine with a GPU, tests/cli/test_gpu_eval.sh runs the GPU plans)
 out=$("$T" eval --model "$TINY" --rules cpu-only --kernels ref 2>&1); rc=$?
 check "eval with a CPU plan (exit $rc)" '[ $rc -eq 0 ] && grep -q "\"pass\":true" <<<"$out"'
 out=$("$T" eval --model "$TINY" --override 'mlp\.gate$=cpu' --rules "$TANDEM_SOURCE_DIR/placement_rules/cpu-only.yaml" --json 2>&1); rc=$?
 check "eval with overrides (exit $rc)" '[ $rc -eq 0 ]'
-out=$("$T" eval --model "$TINY" --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
-check "eval refuses GPU placements (exit $rc)" '[ $rc -eq 1 ] && grep -q "GPU path is not written yet" <<<"$out"'
-out=$("$T" eval --model "$TINY" --override 'exps=CUDA0' 2>&1); rc=$?
-check "eval refuses GPU overrides (exit $rc)" '[ $rc -eq 1 ] && grep -q "by --override #1" <<<"$out"'
+out=$("$T" eval --model "$TINY" --rules deepseek-v3-2gpu 2>&1); rc=$?
+check "eval refuses a plan for two GPUs (exit $rc)" '[ $rc -eq 1 ] && grep -q "on cuda:[01] (by deepseek-v3-2gpu.yaml:[0-9]*" <<<"$out" && grep -q -- "--rules cpu-only" <<<"$out"'
+if ! grep -q "cuda:0" <<<"$("$T" rules --config "$CFG" --assume-type q4_k --json 2>/dev/null)"; then
+    out=$("$T" eval --model "$TINY" --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
+    check "eval without a GPU refuses the 1-GPU preset (exit $rc)" '[ $rc -eq 1 ] && grep -q "has no GPU" <<<"$out" && grep -q -- "--rules cpu-only" <<<"$out"'
+    out=$("$T" eval --model "$TINY" --override 'exps=CUDA0' 2>&1); rc=$?
+    check "eval without a GPU refuses GPU overrides (exit $rc)" '[ $rc -eq 1 ] && grep -q "by --override #1" <<<"$out"'
+    out=$("$T" generate --prompt hi -n 2 --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
+    check "generate without a GPU refuses the 1-GPU preset (exit $rc)" '[ $rc -eq 1 ] && grep -q -- "--rules cpu-only" <<<"$out"'
+fi
 out=$("$T" eval --model "$TINY" --override 'exps(=cpu' 2>&1); rc=$?
 check "eval: a bad --override regex is bad usage (exit $rc)" '[ $rc -eq 2 ] && grep -q "bad regex" <<<"$out"'
 exit $fail
