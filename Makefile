@@ -1,5 +1,5 @@
 # Thin wrappers over CMake and ctest, so that the README's two commands work on a fresh machine.
-#   make chat   install dependencies, build, and chat with the bundled model
+#   make chat   install dependencies, build the program, and chat with the bundled model
 #   make test   install dependencies, build, and run the test suite
 # Knobs: BUILD=dir  CUDA=AUTO|ON|OFF  WERROR=1  SANITIZE=1  JOBS=n  TYPE=Release|RelWithDebInfo|Debug
 BUILD    ?= build
@@ -24,11 +24,19 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
+# tools/setup-llama.sh brings node-llama-cpp's prebuilt llama.cpp (npm) for tests/cli/test_llama_interop.sh;
+# configuring again afterwards builds tools/compare against it (the test skips, saying why, without it)
+# tools/setup-serve-tests.sh brings the npm clients (openai, ollama, playwright-core) the serve tests drive
 test: build
+	@tools/setup-llama.sh || echo "make test: no llama.cpp from npm; test_llama_interop will skip"
+	@tools/setup-serve-tests.sh || echo "make test: no npm clients; the serve client, page and load tests will skip"
+	cmake $(BUILD) >/dev/null && cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# A conversation with the default model (until a bundled model ships under models/: the tiny GGUF fixture).
-chat: build
+# A conversation with the bundled model (models/tandem-tiny-q8_0.gguf). Builds the program alone, not the
+# tests; the chat takes the terminal's Ctrl-C for itself, so that leaving it ends make normally.
+chat: configure
+	cmake --build $(BUILD) -j $(JOBS) --target tandem_cli
 	TANDEM_SHARED=$(SHARED) $(BUILD)/bin/tandem chat
 
 clean:

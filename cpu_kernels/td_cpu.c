@@ -9,22 +9,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
-
-static const char *const td_kernel_names[TD_KERNELS_COUNT] = {"auto", "ref", "avx2", "avx512", "amx"};
-
-const char *td_kernels_name(td_kernels k) { return (k >= 0 && k < TD_KERNELS_COUNT) ? td_kernel_names[k] : "?"; }
-
-bool td_kernels_from_name(const char *name, td_kernels *out)
-{
-    for (int k = 0; k < TD_KERNELS_COUNT; k++) {
-        if (strcasecmp(name, td_kernel_names[k]) == 0) {
-            *out = (td_kernels)k;
-            return true;
-        }
-    }
-    return false;
-}
 
 /* Matrices at least this large are read from memory rather than cache during decode (a DeepSeek-V3
  * expert matrix is 8 MiB at Q4_K; the bundled model's largest is 1 MiB). */
@@ -325,7 +309,9 @@ void td_cpu_ffn(td_cpu *cpu, const td_ffn_weights *f, const float *x, int64_t n,
 
 void td_cpu_moe(td_cpu *cpu, const td_ffn_weights *experts, int n_experts, const td_moe_batch *b)
 {
+    /* the scratch holds max_tokens x top_k slots and counts for max_experts experts */
     TD_ASSERT(b->n_tok <= cpu->p.max_tokens);
+    TD_ASSERT(cpu->ref || (b->k <= cpu->moe.top_k && n_experts <= cpu->moe.max_experts));
     if (cpu->ref) td_moe_ref(cpu, experts, n_experts, b);
     else td_moe_run(cpu, experts, n_experts, b);
 }

@@ -4,30 +4,12 @@
 #ifndef TD_CPU_H
 #define TD_CPU_H
 
+#include "td_kernels.h"
 #include "td_matrix.h"
 #include "td_status.h"
 
 #include <stdbool.h>
 #include <stdint.h>
-
-typedef enum td_kernels {
-    TD_KERNELS_AUTO = 0,   /* the fastest kernels that hold eval's KL <= 1e-3, on all threads: AVX2 or
-                            * AVX-512, not the AMX bf16 tiles (types without a SIMD kernel use the
-                            * reference dequantizer row by row with a vector dot) */
-    TD_KERNELS_REF = 1,    /* scalar reference: float32 accumulation, weights dequantized on the fly */
-    TD_KERNELS_AVX2 = 2,
-    TD_KERNELS_AVX512 = 3,
-    TD_KERNELS_AMX = 4,    /* AVX-512 plus AMX bf16 tiles for batches: fast prefill, bf16 rounding */
-    TD_KERNELS_COUNT
-} td_kernels;
-
-const char *td_kernels_name(td_kernels k);
-bool td_kernels_from_name(const char *name, td_kernels *out);
-
-/* One SwiGLU FFN: down(silu(gate x) * up x). gate/up are [width, hidden], down is [hidden, width]. */
-typedef struct td_ffn_weights {
-    td_matrix gate, up, down;
-} td_ffn_weights;
 
 typedef struct td_cpu_params {
     td_kernels kernels;

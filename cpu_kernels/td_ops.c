@@ -3,6 +3,7 @@
 #include "td_dequant.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 void td_rmsnorm(float *y, const float *x, const float *w, int64_t n, double eps)
 {

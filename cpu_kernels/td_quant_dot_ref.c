@@ -1,7 +1,7 @@
 /* Reference dot products of quantized weight rows with Q8_0 / Q8_K activations, the activation
  * quantizers, and the float dot. Integer parts are summed exactly in int32 per (sub-)block; each block's
  * contribution is then scaled in float and accumulated in float, block after block. */
-#include "td_quant.h"
+#include "td_quant_dot.h"
 
 #include "td_blocks.h"
 #include "td_dequant.h"

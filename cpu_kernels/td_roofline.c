@@ -5,6 +5,7 @@
 #include "td_cpu_impl.h"
 
 #include <emmintrin.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,18 +82,76 @@ static int td_cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_result *out)
+uint64_t td_mem_available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+#define TD_MEMBW_PROBE (32ull << 20) /* bytes filled to learn how fast this machine hands out memory */
+#define TD_MEMBW_MIN   (64ull << 20)
+
+/* Fills a fresh buffer of `bytes` the way the measurement does (each thread its own slice); seconds. */
+static double td_membw_fill_time(td_cpu *cpu, td_membw_job *proto, size_t bytes)
+{
+    td_membw_job j = {.bytes = bytes, .touch = true, .isa = proto->isa};
+    j.buf = td_malloc_aligned(bytes, 4096);
+    if (!j.buf) return -1;
+    double t0 = td_now();
+    td_cpu_run_all(cpu, td_membw_task, &j);
+    double dt = td_now() - t0;
+    td_free(j.buf);
+    return dt;
+}
+
+uint64_t td_membw_default_size(uint64_t llc, uint64_t avail, double fill_bps, double fill_s, const char **why)
+{
+    uint64_t bytes = 8 * llc > (1ull << 30) ? 8 * llc : (1ull << 30);
+    *why = NULL;
+    if (avail && bytes > avail / 4) {
+        bytes = avail / 4;
+        *why = "memory";
+    }
+    if (fill_bps > 0 && fill_bps * fill_s < (double)bytes) {
+        bytes = (uint64_t)(fill_bps * fill_s);
+        *why = "time";
+    }
+    return bytes > TD_MEMBW_MIN ? bytes : TD_MEMBW_MIN;
+}
+
+/* The default buffer for this machine: its cache and memory, and how fast it fills a probe buffer (a VM
+ * that reports a 1 GiB cache would otherwise take minutes to page in 8 GiB). */
+static uint64_t td_membw_default_bytes(td_cpu *cpu, td_membw_job *proto, double fill_s, td_membw_result *out)
+{
+    uint64_t llc = td_cpu_llc_bytes(cpu);
+    const char *uncapped;
+    out->wanted = td_membw_default_size(llc, 0, 0, 0, &uncapped); /* the cache rule alone */
+    double probe = td_membw_fill_time(cpu, proto, TD_MEMBW_PROBE);
+    double fill_bps = probe > 0 ? (double)TD_MEMBW_PROBE / probe : 0;
+    return td_membw_default_size(llc, td_mem_available_bytes(), fill_bps, fill_s, &out->capped_by);
+}
+
+td_status td_membw_measure(td_cpu *cpu, const td_membw_params *p, td_membw_result *out)
 {
     *out = (td_membw_result){0};
-    if (bytes == 0) {
-        uint64_t llc = td_cpu_llc_bytes(cpu);
-        bytes = 8 * llc > (1ull << 30) ? 8 * llc : (1ull << 30);
-    }
-    bytes = (bytes + 255) / 256 * 256;
-    if (passes < 1) passes = 10;
-    td_membw_job j = {.bytes = (size_t)bytes, .touch = true,
+    double t_start = td_now(), seconds = p && p->seconds > 0 ? p->seconds : 1.0;
+    int passes = p && p->passes > 0 ? p->passes : 10;
+    td_membw_job j = {.touch = true,
                       .isa = td_cpu_has_isa(TD_ISA_AVX512) ? TD_ISA_AVX512
                              : td_cpu_has_isa(TD_ISA_AVX2) ? TD_ISA_AVX2 : TD_ISA_SCALAR};
+    uint64_t bytes = p ? p->bytes : 0;
+    if (bytes)
+        out->wanted = bytes;
+    else
+        bytes = td_membw_default_bytes(cpu, &j, 0.4 * seconds, out);
+    bytes = (bytes + 255) / 256 * 256;
+    j.bytes = (size_t)bytes;
     j.buf = td_malloc_aligned((size_t)bytes, 4096);
     double *t = td_calloc((size_t)passes, sizeof *t);
     if (!j.buf || !t) {
@@ -104,19 +163,26 @@ td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_res
     td_cpu_run_all(cpu, td_membw_task, &j);
     j.touch = false;
     td_cpu_run_all(cpu, td_membw_task, &j); /* warm the TLB and the clocks */
-    for (int i = 0; i < passes; i++) {
+    /* timed passes until the time is up, or `passes` of them; at least three for a median (a pass reads
+     * far faster than the buffer was filled, so these stay short) */
+    int done = 0, least = passes < 3 ? passes : 3;
+    double deadline = t_start + seconds;
+    while (done < passes) {
         double t0 = td_now();
         td_cpu_run_all(cpu, td_membw_task, &j);
-        t[i] = td_now() - t0;
+        double t1 = td_now();
+        t[done++] = t1 - t0;
+        if (done >= least && t1 + (t1 - t0) > deadline) break;
     }
-    qsort(t, (size_t)passes, sizeof *t, td_cmp_double);
+    qsort(t, (size_t)done, sizeof *t, td_cmp_double);
     out->gbps_best = (double)bytes / t[0] * 1e-9;
-    out->gbps_median = (double)bytes / t[passes / 2] * 1e-9;
+    out->gbps_median = (double)bytes / t[done / 2] * 1e-9;
     out->bytes = bytes;
-    out->passes = passes;
+    out->passes = done;
     out->isa = j.isa == TD_ISA_AVX512 ? "avx512" : j.isa == TD_ISA_AVX2 ? "avx2" : "sse2";
     td_free(j.buf);
     td_free(t);
+    out->seconds = td_now() - t_start;
     return TD_OK;
 }
 

@@ -13,16 +13,32 @@
 
 #include <stdint.h>
 
+typedef struct td_membw_params {
+    uint64_t bytes;  /* buffer; 0: max(8 x last-level cache, 1 GiB), at most a quarter of the available
+                      * memory and what can be filled in 40% of `seconds` */
+    int passes;      /* timed passes at most (0: 10); at least three (or `passes`) run */
+    double seconds;  /* about how long the measurement takes, filling the buffer included (0: 1 s) */
+} td_membw_params;
+
 typedef struct td_membw_result {
     double gbps_best;    /* the fastest pass, GB/s (1e9 bytes) */
     double gbps_median;
     uint64_t bytes;      /* buffer size */
+    uint64_t wanted;     /* the size asked for, or the default before the caps */
+    const char *capped_by; /* NULL, "memory" or "time": why bytes < wanted */
     int passes;
+    double seconds;      /* the whole measurement, filling included */
     const char *isa;     /* loads used */
 } td_membw_result;
 
-/* bytes 0: max(8 x last-level cache, 1 GiB). */
-td_status td_membw_measure(td_cpu *cpu, uint64_t bytes, int passes, td_membw_result *out);
+td_status td_membw_measure(td_cpu *cpu, const td_membw_params *p, td_membw_result *out);
+
+/* The default buffer: max(8 x llc, 1 GiB), at most avail / 4 (avail 0: unknown) and what fills in
+ * fill_s seconds at fill_bps bytes/s (0: unknown), at least 64 MiB. *why: NULL, "memory" or "time". */
+uint64_t td_membw_default_size(uint64_t llc, uint64_t avail, double fill_bps, double fill_s, const char **why);
+
+/* MemAvailable from /proc/meminfo, bytes (0 if unknown). */
+uint64_t td_mem_available_bytes(void);
 
 /* FLOP/s of `isa`'s multiply-add instruction on all threads (AMX: bf16 tiles). */
 double td_peak_flops(td_cpu *cpu, td_isa isa);

@@ -1,5 +1,5 @@
-/* td_cuda: the CUDA side, callable from C. Builds without nvcc link td_cuda_stub.c, whose functions
- * report that the GPU path is not compiled in. */
+/* td_cuda: which GPUs there are, callable from C. Builds without nvcc link td_cuda_stub.c, whose functions
+ * report that the GPU path is not compiled in. The operations themselves: td_cuda_kernels.h (CUDA builds). */
 #ifndef TD_CUDA_H
 #define TD_CUDA_H
 
@@ -26,14 +26,6 @@ bool td_cuda_compiled(void);
 /* Number of usable GPUs (0 when none, or when built without CUDA). */
 int td_cuda_device_count(void);
 td_status td_cuda_device_query(int index, td_cuda_device_info *out);
-
-/* Dequantizes `n_rows` rows of `cols` elements of a weight type on the GPU and returns them as float32
- * in host memory; a round trip used to test the device kernels against the CPU reference. */
-td_status td_cuda_dequant_rows(int type, const void *host_src, size_t src_bytes, int64_t n_rows, int64_t cols,
-                               float *host_dst);
-/* y[r] = sum_c W[r][c] x[c] for a BF16/F16/F32/Q8_0 matrix, on the GPU, host in and out (test entry). */
-td_status td_cuda_gemv(int type, const void *host_w, size_t w_bytes, int64_t rows, int64_t cols, const float *host_x,
-                       float *host_y);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,5 @@
-/* Device inventory: hwloc for the host, CUDA (or --gpus) for the GPUs. */
+/* Device inventory: hwloc for the host, the caller's GPU probe (or --gpus) for the GPUs. */
 #include "td_devices.h"
-
-#include "td_cuda.h"
 
 #include <ctype.h>
 #include <hwloc.h>
@@ -132,21 +130,8 @@ static td_status td_devices_gpus(const td_devices_params *p, td_devices *d)
             g->memory = p->virtual_gpu_bytes[i];
             g->is_virtual = true;
         }
-    } else if (p->detect_gpus) {
-        int n = td_cuda_device_count();
-        if (n > TD_MAX_GPUS) n = TD_MAX_GPUS;
-        for (int i = 0; i < n; i++) {
-            td_cuda_device_info info;
-            TD_TRY(td_cuda_device_query(i, &info));
-            td_gpu *g = &d->gpus[d->n_gpus++];
-            snprintf(g->name, sizeof g->name, "%.*s", (int)sizeof g->name - 1, info.name);
-            g->memory = info.total_bytes;
-            g->bw_gbps = info.mem_bandwidth_gbps;
-            if (g->bw_gbps > 0) g->bw_source = TD_BW_QUERIED;
-        }
-        if (n == 0)
-            snprintf(d->gpu_note, sizeof d->gpu_note, "%s",
-                     td_cuda_compiled() ? "no CUDA device was found" : "this tandem was built without CUDA");
+    } else if (p->gpu_probe) {
+        TD_TRY(p->gpu_probe(d->gpus, TD_MAX_GPUS, &d->n_gpus, d->gpu_note, sizeof d->gpu_note));
     } else {
         snprintf(d->gpu_note, sizeof d->gpu_note, "GPUs were not looked for");
     }
@@ -156,10 +141,12 @@ static td_status td_devices_gpus(const td_devices_params *p, td_devices *d)
                        "have, describe it: --gpus 1x24GiB",
                        d->gpu_note);
     uint64_t reserve = p->gpu_reserve >= 0 ? (uint64_t)p->gpu_reserve : TD_DEFAULT_GPU_RESERVE;
+    d->gpu_reserve_fn = p->gpu_reserve_fn;
     for (int i = 0; i < d->n_gpus; i++) {
         td_gpu *g = &d->gpus[i];
         g->budget = (p->gpu_mem && p->gpu_mem < g->memory) ? p->gpu_mem : g->memory;
         g->reserve = reserve;
+        g->reserve_auto = p->gpu_reserve < 0 && p->gpu_reserve_fn;
         if (p->gpu_bw_gbps > 0) g->bw_gbps = p->gpu_bw_gbps, g->bw_source = TD_BW_USER;
         else if (g->bw_gbps <= 0) g->bw_gbps = TD_DEFAULT_GPU_BW_GBPS, g->bw_source = TD_BW_DEFAULT;
     }

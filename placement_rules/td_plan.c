@@ -107,8 +107,12 @@ static td_status td_plan_check(const td_plan_params *p, const td_plan *plan, con
 
 /* ------------------------------------------------------------------ accounting */
 
-static void td_plan_devices_init(const td_devices *d, td_plan *plan)
+/* The engine's batches (td_engine_params.max_batch's default), which size the GPU's scratch. */
+#define TD_PLAN_GPU_ROWS 512
+
+static void td_plan_devices_init(const td_plan_params *p, td_plan *plan)
 {
+    const td_devices *d = p->devices;
     memset(plan->devices, 0, sizeof plan->devices);
     td_plan_device *cpu = &plan->devices[0];
     cpu->id = (td_device_id){TD_DEVICE_CPU, 0};
@@ -122,7 +126,10 @@ static void td_plan_devices_init(const td_devices *d, td_plan *plan)
         dev->id = (td_device_id){TD_DEVICE_CUDA, g};
         snprintf(dev->name, sizeof dev->name, "cuda:%d", g);
         dev->budget = d->gpus[g].budget;
-        dev->reserve_bytes = d->gpus[g].reserve;
+        /* without --gpu-reserve: what the CUDA backend holds besides weights and cache for this model */
+        dev->reserve_bytes = d->gpus[g].reserve_auto
+                                 ? d->gpu_reserve_fn(p->hp, TD_PLAN_GPU_ROWS, p->ctx > 0 ? p->ctx : 4096)
+                                 : d->gpus[g].reserve;
         dev->bw_gbps = d->gpus[g].bw_gbps;
     }
     plan->n_devices = 1 + d->n_gpus;
@@ -364,7 +371,7 @@ static void td_plan_verdict(const td_plan_params *p, td_plan *plan)
 
 td_status td_plan_place(const td_plan_params *p, td_plan *plan, td_plan_extra *extra)
 {
-    td_plan_devices_init(p->devices, plan);
+    td_plan_devices_init(p, plan);
     plan->weight_bytes = 0;
     for (int i = 0; i < plan->n_modules; i++) {
         td_plan_module *pm = &plan->modules[i];

@@ -142,6 +142,12 @@ int td_plan_find(const td_plan *plan, const char *name);
 
 /* A readable table: modules (grouped where they repeat), devices, NUMA nodes, KV cache, speed, verdict. */
 void td_plan_print(const td_plan *plan, const td_rules *rules, FILE *f, bool verbose);
+/* Warns on f about rules that do nothing: a rules file without rules, and every rule of a tandem file or of
+ * --override that places no module (none matches it, or earlier rules take those it matches; KTransformers
+ * rules are left alone, since such files also name wrappers tandem has no module for). Each line
+ * starts with prefix ("tandem rules: ") and names the rule (file:line:column and its regex). Returns how
+ * many. */
+int td_plan_print_idle_rules(const td_plan *plan, const td_rules *rules, const char *prefix, FILE *f);
 /* The plan as JSON text (caller frees with td_free): fits, kv_bytes_per_token, decode_tok_s_estimate,
  * devices {name: {bytes, budget, ..., numa: [{node, bytes}]}}, modules [{name, device, bytes, ...}]. */
 char *td_plan_json(const td_plan *plan, const td_rules *rules);

@@ -186,6 +186,53 @@ void td_plan_print(const td_plan *plan, const td_rules *rules, FILE *f, bool ver
     for (int i = 0; i < plan->n_overflows; i++) fprintf(f, "  - %s\n", plan->overflows[i].advice);
 }
 
+/* ------------------------------------------------------------------ rules that do nothing */
+
+/* The first module rule i matches by itself (-1: none). */
+static int td_first_match(const td_plan *plan, const td_rules *rules, int i)
+{
+    for (int m = 0; m < plan->n_modules; m++) {
+        bool hit = false;
+        if (td_rules_rule_matches(rules, i, &plan->modules[m].m, &plan->hp, &hit) != TD_OK) {
+            td_err_clear();
+            return -1;
+        }
+        if (hit) return m;
+    }
+    return -1;
+}
+
+int td_plan_print_idle_rules(const td_plan *plan, const td_rules *rules, const char *prefix, FILE *f)
+{
+    int n = 0;
+    if (!rules) return 0;
+    if (td_rules_get_format(rules) != TD_RULES_NONE && td_count_origin(rules, TD_RULE_FILE) == 0) {
+        fprintf(f, "%swarning: %s has no rules: every module takes the defaults\n", prefix, td_rules_file(rules));
+        n++;
+    }
+    for (int i = 0; i < td_rules_count(rules); i++) {
+        const td_rule *rule = td_rules_at(rules, i);
+        /* a KTransformers file also replaces wrappers tandem has no module for (the model, RoPE, the MoE
+         * block around its parts): a rule of it that places nothing here is no mistake */
+        if (rule->origin == TD_RULE_AUTO || rule->kt) continue;
+        bool used = false;
+        for (int m = 0; m < plan->n_modules && !used; m++) used = plan->modules[m].match.rule == i;
+        if (used) continue;
+        char where[160], by[160];
+        fprintf(f, "%swarning: %s: the rule", prefix, td_src_loc_str(&rule->loc, where, sizeof where));
+        if (rule->name) fprintf(f, " '%s'", rule->name);
+        int first = td_first_match(plan, rules, i);
+        const td_plan_module *pm = first >= 0 ? &plan->modules[first] : NULL;
+        if (!pm)
+            fprintf(f, " matches no module (module names: tandem rules --verbose)\n");
+        else
+            fprintf(f, " places no module: rules before it take all it matches (%s by %s)\n", pm->m.name,
+                    td_rule_match_origin(rules, &pm->match, by, sizeof by));
+        n++;
+    }
+    return n;
+}
+
 /* ------------------------------------------------------------------ JSON */
 
 static cJSON *td_json_device(const td_plan_device *dev)

@@ -246,6 +246,14 @@ static td_status td_rule_matches(const td_rules *r, const td_rule *rule, const t
     return a.st;
 }
 
+td_status td_rules_rule_matches(const td_rules *r, int i, const td_module *m, const td_hparams *hp, bool *hit)
+{
+    *hit = false;
+    if (i < 0 || i >= r->n) return td_fail(TD_E_ARG, "rule %d does not exist (%d rules)", i, r->n);
+    if (r->rules[i].kt) return td_fail(TD_E_ARG, "rule %d is a KTransformers rule: it matches by class", i);
+    return td_rule_matches(r, &r->rules[i], m, hp, hit);
+}
+
 void td_rule_apply(const td_rule *rule, td_module_kind kind, td_rule_match *out)
 {
     td_placement_default(kind, &out->place);

@@ -15,7 +15,7 @@
 #ifndef TD_RULES_H
 #define TD_RULES_H
 
-#include "td_cpu.h"
+#include "td_kernels.h"
 #include "td_model.h"
 #include "td_status.h"
 #include "td_types.h"
@@ -166,6 +166,8 @@ typedef struct td_rule_match {
 /* Finds the placement of a module (name, kind and layer are used). `hp` tells MoE from dense layers for
  * KTransformers class matching. Errors: a regex that exceeds its match budget. */
 td_status td_rules_match(const td_rules *r, const td_module *m, const td_hparams *hp, td_rule_match *out);
+/* Whether rule i (of tandem's format or an override) matches the module by itself, earlier rules aside. */
+td_status td_rules_rule_matches(const td_rules *r, int i, const td_module *m, const td_hparams *hp, bool *hit);
 /* Where the placement came from: "rules.yaml:12:3", "--override #1", "--auto", "defaults". */
 const char *td_rule_match_origin(const td_rules *r, const td_rule_match *mm, char *buf, size_t cap);
 

@@ -77,6 +77,8 @@ typedef struct td_backend_stats {
     double moe_handoff_s;    /* from moe_submit to the experts starting, plus from their end to moe_wait
                               * returning, when they ran on another thread */
     double moe_wait_s;       /* the caller blocked in moe_wait */
+    double busy_s;           /* a GPU's stream working: from the first work queued after a wait to that
+                              * wait, summed (0 on the CPU, whose time is its callers') */
 } td_backend_stats;
 
 typedef struct td_backend_i {
@@ -108,7 +110,9 @@ typedef struct td_backend_i {
     /* Waits for everything issued; reports an asynchronous error with the module that was running. */
     td_status (*sync)(td_backend *b);
 
-    /* Module-level operations, each on n rows. */
+    /* Module-level operations, each on n rows (n <= the rows reserved). `linear`, `route`, `moe_submit`
+     * and `attention` take packed views (stride == width, what the forward pass gives them); the others
+     * accept any stride. */
     /* dst[t] = src[t] over width values (gathering rows) */
     td_status (*copy)(td_backend *b, td_view src, td_view dst, int64_t n, int64_t width);
     /* out[t] = table[tokens[t]] (tokens in host memory) */

@@ -257,6 +257,7 @@ static td_status td_cpu_be_ffn(td_backend *b, const td_ffn_weights *f, td_view i
     td_cpu_backend *c = td_cpu_be(b);
     TD_TRY(td_cpu_be_join(c));
     int64_t H = f->down.rows;
+    TD_ASSERT(n <= c->max_rows);
     td_cpu_ffn(c->cpu, f, td_cpu_be_packed(c, in, n, f->gate.cols, c->xn), n, c->tmp);
     for (int64_t t = 0; t < n; t++) {
         float *a = td_cpu_row(acc, t);
@@ -290,7 +291,7 @@ static td_status td_cpu_be_route(td_backend *b, const td_moe_weights *moe, td_vi
     td_cpu_backend *c = td_cpu_be(b);
     TD_TRY(td_cpu_be_join(c));
     int k = c->hp->n_experts_per_tok;
-    TD_ASSERT(xn.stride == moe->router.cols && ids.stride == k && weights.stride == k);
+    TD_ASSERT(xn.stride == moe->router.cols && ids.stride == k && weights.stride == k && n <= c->max_rows);
     td_cpu_linear(c->cpu, &moe->router, td_cpu_row(xn, 0), n, c->router);
     td_route_rows(c->hp, moe->bias, c->router, n, c->choice, (int32_t *)td_cpu_row(ids, 0), td_cpu_row(weights, 0));
     return TD_OK;
@@ -353,7 +354,7 @@ td_status td_backend_cpu_create(const td_model *model, const td_backend_cpu_para
     c->home_node = td_calloc((size_t)hp->n_layers + 1, sizeof *c->home_node);
     td_status st = c->home && c->home_node ? td_cpu_create(&cp, &c->cpu) : td_fail(TD_E_NOMEM, "out of memory");
     if (st == TD_OK && c->moe_async) st = td_cpu_be_driver_start(c);
-    if (st == TD_OK) st = td_cpu_be_reserve(&c->base, 1, 1);
+    if (st == TD_OK) st = td_cpu_be_reserve(&c->base, max_rows, 1); /* the row scratch at once: ffn and route use it */
     if (st != TD_OK) {
         td_cpu_be_free(&c->base);
         return st;

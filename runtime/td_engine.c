@@ -4,6 +4,7 @@
  * of forward calls once. */
 #include "td_alloc.h"
 #include "td_backend_cpu.h"
+#include "td_backend_cuda.h"
 #include "td_plan.h"
 #include "td_session_impl.h"
 
@@ -26,18 +27,26 @@ bool td_kv_type_from_name(const char *name, td_kv_type *out)
 
 int td_kv_type_bytes(td_kv_type t) { return t == TD_KV_F32 ? 4 : 2; }
 
-/* The backend index for a device; only the CPU exists until the GPU backend lands. */
-static td_status td_engine_device_backend(const td_plan_module *pm, int *out)
+/* The backend index for a module's device: [0] is the CPU, then one backend per GPU the plan uses, in
+ * the order it first names them (e->gpu_device[b] is the CUDA device of backend b). */
+static td_status td_engine_device_backend(td_engine *e, const td_plan_module *pm, int *out)
 {
     if (pm->place.device.kind == TD_DEVICE_CPU) {
         *out = 0;
         return TD_OK;
     }
-    char dev[16];
-    return td_fail(TD_E_UNSUPPORTED,
-                   "%s is placed on %s (by %s), but this build has no GPU backend: the GPU path is not written yet. "
-                   "Use a CPU-only plan for now, e.g. --rules cpu-only",
-                   pm->m.name, td_device_id_str(pm->place.device, dev, sizeof dev), pm->origin);
+    int g = pm->place.device.index;
+    for (int b = 1; b < e->n_backends; b++)
+        if (e->gpu_device[b] == g) {
+            *out = b;
+            return TD_OK;
+        }
+    if (e->n_backends == TD_MAX_BACKENDS)
+        return td_fail(TD_E_UNSUPPORTED, "%s is placed on cuda:%d (by %s), but the engine runs at most %d GPUs",
+                       pm->m.name, g, pm->origin, TD_MAX_BACKENDS - 1);
+    e->gpu_device[e->n_backends] = g;
+    *out = e->n_backends++;
+    return TD_OK;
 }
 
 /* module -> backend, from the plan or all on the CPU */
@@ -47,7 +56,8 @@ static td_status td_engine_map_modules(td_engine *e, const td_plan *plan)
     e->module_backend = td_calloc((size_t)(m->n_modules ? m->n_modules : 1), sizeof *e->module_backend);
     e->layer = td_calloc((size_t)m->hp.n_layers + 1, sizeof *e->layer);
     if (!e->module_backend || !e->layer) return td_fail(TD_E_NOMEM, "out of memory");
-    for (int i = 0; i < m->n_modules && plan; i++) TD_TRY(td_engine_device_backend(&plan->modules[i], &e->module_backend[i]));
+    e->n_backends = 1;
+    for (int i = 0; i < m->n_modules && plan; i++) TD_TRY(td_engine_device_backend(e, &plan->modules[i], &e->module_backend[i]));
     for (int i = 0; i < m->n_modules; i++) {
         const td_module *mod = &m->modules[i];
         int b = e->module_backend[i];
@@ -114,6 +124,49 @@ static td_status td_engine_alloc_acts(td_engine *e)
     return TD_OK;
 }
 
+/* The CUDA backend of slot b: its device's budget from the plan; bf16 tensor cores for batches unless the
+ * reference kernels were asked for. */
+static td_status td_engine_gpu_backend(td_engine *e, int b)
+{
+    const td_plan *plan = e->p.plan;
+    int g = e->gpu_device[b];
+    td_backend_cuda_params cp = {.device = g, .bf16_gemm = e->p.kernels != TD_KERNELS_REF};
+    for (int d = 0; d < plan->n_devices; d++)
+        if (plan->devices[d].id.kind == TD_DEVICE_CUDA && plan->devices[d].id.index == g) cp.budget = plan->devices[d].budget;
+    td_status st = td_backend_cuda_create(e->model, &cp, e->p.max_batch, &e->backends[b]);
+    if (st != TD_OK) {
+        for (int i = 0; i < e->model->n_modules; i++)
+            if (e->module_backend[i] == b) {
+                td_err_context("%s is placed on cuda:%d (by %s); to run without it, use --rules cpu-only",
+                               plan->modules[i].m.name, g, plan->modules[i].origin);
+                break;
+            }
+    }
+    return st;
+}
+
+/* Every module's weights onto its backend, with progress on stderr when a GPU takes a gigabyte or more. */
+static td_status td_engine_prepare(td_engine *e)
+{
+    const td_model *m = e->model;
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < m->n_modules; i++)
+        if (!e->backends[e->module_backend[i]]->host_memory) total += m->modules[i].bytes;
+    bool show = total >= (1ull << 30);
+    for (int i = 0; i < m->n_modules; i++) {
+        td_backend *b = e->backends[e->module_backend[i]];
+        const struct td_placement *place = e->p.plan ? &e->p.plan->modules[i].place : NULL;
+        TD_TRY(b->i->prepare(b, m, &m->modules[i], place));
+        if (b->host_memory) continue;
+        done += m->modules[i].bytes;
+        if (show)
+            fprintf(stderr, "\rloading weights onto the GPU: %5.1f of %.1f GiB", (double)done / (1ull << 30),
+                    (double)total / (1ull << 30));
+    }
+    if (show) fprintf(stderr, "\n");
+    return TD_OK;
+}
+
 td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine **out)
 {
     *out = NULL;
@@ -134,6 +187,8 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
     td_status st = td_engine_map_modules(e, params.plan);
     if (st == TD_OK && params.plan) st = td_plan_engine_check(params.plan, model, &params.kernels);
     e->p = params;
+    int n_gpus = e->n_backends - 1;
+    e->n_backends = 0; /* counts the backends made from here on, for td_engine_close */
     if (st == TD_OK) {
         bool async = params.moe_async == TD_MOE_ASYNC_ON || (params.moe_async == TD_MOE_ASYNC_AUTO && td_engine_wants_async(e));
         td_backend_cpu_params cp = {.kernels = params.kernels, .n_threads = params.n_threads, .moe_async = async,
@@ -141,12 +196,12 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
         st = td_backend_cpu_create(model, &cp, params.max_batch, &e->backends[0]);
         if (st == TD_OK) e->n_backends = 1;
     }
-    if (st == TD_OK) st = td_engine_check_supports(e);
-    for (int i = 0; st == TD_OK && i < model->n_modules; i++) {
-        td_backend *b = e->backends[e->module_backend[i]];
-        const struct td_placement *place = params.plan ? &params.plan->modules[i].place : NULL;
-        st = b->i->prepare(b, model, &model->modules[i], place);
+    for (int b = 1; st == TD_OK && b <= n_gpus; b++) {
+        st = td_engine_gpu_backend(e, b);
+        if (st == TD_OK) e->n_backends = b + 1;
     }
+    if (st == TD_OK) st = td_engine_check_supports(e);
+    if (st == TD_OK) st = td_engine_prepare(e);
     if (st == TD_OK) st = td_engine_alloc_acts(e);
     for (int b = 0; st == TD_OK && b < e->n_backends; b++) st = e->backends[b]->i->reserve(e->backends[b], params.max_batch, 1);
     if (st != TD_OK) {
@@ -176,6 +231,7 @@ void td_engine_close(td_engine *e)
 
 td_model *td_engine_model(const td_engine *e) { return e->model; }
 td_cpu *td_engine_cpu(const td_engine *e) { return td_backend_cpu_context(e->backends[0]); }
+int64_t td_engine_max_batch(const td_engine *e) { return e->p.max_batch; }
 
 int td_engine_backends(const td_engine *e, td_backend *const **out)
 {

@@ -42,6 +42,8 @@ td_status td_engine_open(td_model *model, const td_engine_params *p, td_engine *
 void td_engine_close(td_engine *e);
 td_model *td_engine_model(const td_engine *e);
 td_cpu *td_engine_cpu(const td_engine *e);
+/* Rows per forward call (td_engine_params.max_batch as resolved): a traced call may not be longer. */
+int64_t td_engine_max_batch(const td_engine *e);
 /* The backends the engine computes on ([0] is the CPU), for reports. */
 int td_engine_backends(const td_engine *e, td_backend *const **out);
 /* The backend that computes module `index` of the model's module list. */
@@ -79,6 +81,7 @@ int64_t td_session_ctx(const td_session *s);
 int64_t td_session_kv_bytes_per_token(const td_session *s);
 td_kv_type td_session_kv_type(const td_session *s);
 td_engine *td_session_engine(const td_session *s);
+td_model *td_session_model(const td_session *s); /* the engine's model */
 td_attn_path td_session_attn_path(const td_session *s);
 
 /* Runs n tokens at positions pos..pos+n-1 and advances pos. logits_all ([n][V]) and hidden_all ([n][H],
@@ -143,5 +146,8 @@ typedef struct td_expert_counts {
     int64_t distinct[TD_EXPERT_COUNT_MAX_BATCH + 1]; /* distinct experts those calls routed to, summed */
 } td_expert_counts;
 void td_session_count_experts(td_session *s, td_expert_counts *counts);
+/* The same over all rows of each forward call of the engine's main layers (the union of the experts of
+ * every session in a batched call: what one step reads), counts[l] for main layer l, by the call's rows. */
+void td_engine_count_experts(td_engine *e, td_expert_counts *counts);
 
 #endif

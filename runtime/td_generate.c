@@ -3,7 +3,6 @@
 #include "td_alloc.h"
 #include "td_clock.h"
 #include "td_strbuf.h"
-#include "td_session_impl.h" /* the session's model, to check the vocabulary sizes agree */
 
 #include <math.h>
 #include <string.h>
@@ -15,28 +14,17 @@ struct td_generator {
     td_session *s;
     const td_tokenizer *tok;
     td_sampler *sampler;
-    td_detok *detok;
+    td_answer *out; /* the text of the current answer */
     td_tokens cache; /* the tokens at positions 0..pos-1 of the session */
     int32_t pending[TD_GEN_MAX_PENDING];
     int n_pending;
     td_gen_step_fn step;
     void *step_ctx;
-    int32_t eos, think_open, think_close;
     /* per call */
     const td_gen_params *p;
-    td_strbuf text; /* everything emitted */
-    td_strbuf held; /* text that may be the start of a stop string */
-    td_gen_piece held_kind;
-    bool in_think;
-    bool oom;
+    td_answer_params sp;
     int64_t drafted, accepted;
 };
-
-const char *td_gen_stop_name(td_gen_stop s)
-{
-    static const char *names[TD_GEN_STOP_COUNT] = {"eos", "max_tokens", "stop_string", "cancelled", "context_full"};
-    return (unsigned)s < TD_GEN_STOP_COUNT ? names[s] : "?";
-}
 
 /* ------------------------------------------------------------------ lifecycle */
 
@@ -53,7 +41,7 @@ static td_status td_step_plain(td_generator *g, void *ctx, int32_t *out, int *n,
 td_status td_generator_create(td_session *s, const td_tokenizer *t, td_sampler *sampler, td_generator **out)
 {
     *out = NULL;
-    const td_model *m = td_engine_model(s->e);
+    const td_model *m = td_session_model(s);
     int64_t V = m->hp.vocab_size;
     if (td_sampler_n_vocab(sampler) != V)
         return td_fail(TD_E_ARG, "the sampler covers %lld tokens but the model has %lld",
@@ -69,10 +57,7 @@ td_status td_generator_create(td_session *s, const td_tokenizer *t, td_sampler *
     g->tok = t;
     g->sampler = sampler;
     g->step = td_step_plain;
-    g->eos = td_tokenizer_eos(t);
-    g->think_open = td_tokenizer_find(t, "<think>");
-    g->think_close = td_tokenizer_find(t, "</think>");
-    td_status st = td_detok_create(t, false, &g->detok);
+    td_status st = td_answer_create(t, &g->out);
     /* the cache's token list holds at most the context: sized once, so decoding never grows it */
     int64_t ctx = td_session_ctx(s);
     if (st == TD_OK && !(g->cache.ids = td_malloc((size_t)ctx * sizeof(int32_t))))
@@ -89,10 +74,8 @@ td_status td_generator_create(td_session *s, const td_tokenizer *t, td_sampler *
 void td_generator_free(td_generator *g)
 {
     if (!g) return;
-    td_detok_free(g->detok);
+    td_answer_free(g->out);
     td_tokens_free(&g->cache);
-    td_strbuf_free(&g->text);
-    td_strbuf_free(&g->held);
     td_free(g);
 }
 
@@ -124,8 +107,7 @@ td_sampler *td_generator_sampler(td_generator *g)
 
 const char *td_generator_text(const td_generator *g, size_t *len)
 {
-    if (len) *len = g->text.n;
-    return g->text.p ? g->text.p : "";
+    return td_answer_text(g->out, len);
 }
 
 void td_generator_count_drafts(td_generator *g, int64_t drafted, int64_t accepted)
@@ -179,113 +161,14 @@ td_status td_generator_rewind(td_generator *g, int64_t pos)
     return TD_OK;
 }
 
-/* ------------------------------------------------------------------ text out */
-
-static void td_buf_put(td_generator *g, td_strbuf *b, const char *s, size_t n)
-{
-    td_strbuf_put(b, s, n);
-    if (b->oom) g->oom = true;
-}
-
-static void td_emit(td_generator *g, td_gen_piece kind, const char *s, size_t n)
-{
-    if (n == 0) return;
-    td_buf_put(g, &g->text, s, n);
-    if (g->p->on_text) g->p->on_text(g->p->user, kind, s, n);
-}
-
-static void td_flush_held(td_generator *g)
-{
-    td_emit(g, g->held_kind, g->held.p, g->held.n);
-    g->held.n = 0;
-}
-
-/* Streams text of one kind, holding back a tail that could begin a stop string. True when a stop string
- * appeared: the text before it is emitted, the rest dropped. */
-static bool td_push_text(td_generator *g, td_gen_piece kind, const char *s, size_t n)
-{
-    const td_gen_params *p = g->p;
-    if (p->n_stop == 0) {
-        td_emit(g, kind, s, n);
-        return false;
-    }
-    if (g->held.n && kind != g->held_kind) td_flush_held(g);
-    g->held_kind = kind;
-    td_buf_put(g, &g->held, s, n);
-    if (g->oom) return false;
-    const char *h = g->held.p;
-    size_t hn = g->held.n, first = hn;
-    for (int i = 0; i < p->n_stop; i++) {
-        const char *hit = memmem(h, hn, p->stop[i], strlen(p->stop[i]));
-        if (hit && (size_t)(hit - h) < first) first = (size_t)(hit - h);
-    }
-    if (first < hn) {
-        td_emit(g, kind, h, first);
-        g->held.n = 0;
-        return true;
-    }
-    size_t keep = 0;
-    for (int i = 0; i < p->n_stop; i++) {
-        size_t sl = strlen(p->stop[i]);
-        for (size_t L = sl - 1 < hn ? sl - 1 : hn; L > keep; L--)
-            if (memcmp(h + hn - L, p->stop[i], L) == 0) {
-                keep = L;
-                break;
-            }
-    }
-    td_emit(g, kind, h, hn - keep);
-    memmove(g->held.p, h + hn - keep, keep);
-    g->held.n = keep;
-    return false;
-}
-
-/* Bytes of a character the detokenizer still holds become U+FFFD at a tag or at the end. */
-static bool td_flush_detok(td_generator *g)
-{
-    size_t n;
-    const char *s = td_detok_flush(g->detok, &n);
-    return n ? td_push_text(g, g->in_think ? TD_PIECE_THINK : TD_PIECE_TEXT, s, n) : false;
-}
-
-/* One generated token: its text, or a reasoning tag. True when generation stops here. */
-static bool td_take_token(td_generator *g, int32_t tok, td_gen_stop *stop)
-{
-    if (tok == g->eos && !g->p->ignore_eos) {
-        *stop = TD_GEN_STOP_EOS;
-        return true;
-    }
-    if (tok >= 0 && (tok == g->think_open || tok == g->think_close)) {
-        if (td_flush_detok(g)) {
-            *stop = TD_GEN_STOP_STRING;
-            return true;
-        }
-        td_flush_held(g);
-        bool open = tok == g->think_open;
-        size_t n;
-        const char *s = td_tokenizer_token_bytes(g->tok, tok, &n);
-        td_emit(g, open ? TD_PIECE_THINK_OPEN : TD_PIECE_THINK_CLOSE, s, n);
-        g->in_think = open;
-        return false;
-    }
-    size_t n = 0;
-    const char *s = tok < td_tokenizer_n_tokens(g->tok) ? td_detok_push(g->detok, tok, &n) : NULL;
-    if (s && n && td_push_text(g, g->in_think ? TD_PIECE_THINK : TD_PIECE_TEXT, s, n)) {
-        *stop = TD_GEN_STOP_STRING;
-        return true;
-    }
-    return false;
-}
-
 /* ------------------------------------------------------------------ the loop */
 
 static td_status td_check_params(const td_generator *g, const int32_t *prompt, int64_t n, const td_gen_params *p)
 {
     if (n < 1) return td_fail(TD_E_ARG, "the prompt is empty: give at least one token");
     if (p->max_tokens < 0) return td_fail(TD_E_ARG, "max tokens %lld is negative", (long long)p->max_tokens);
-    if (p->n_stop < 0 || p->n_stop > TD_GEN_MAX_STOP || (p->n_stop && !p->stop))
-        return td_fail(TD_E_ARG, "%d stop strings (0..%d)", p->n_stop, TD_GEN_MAX_STOP);
-    for (int i = 0; i < p->n_stop; i++)
-        if (!p->stop[i] || !p->stop[i][0]) return td_fail(TD_E_ARG, "stop string %d is empty", i);
+    td_answer_params sp = {.stop = p->stop, .n_stop = p->n_stop};
+    TD_TRY(td_answer_check(&sp));
     int64_t ctx = td_session_ctx(g->s);
     if (n > ctx)
         return td_fail(TD_E_ARG, "the prompt has %lld tokens but the context holds %lld (raise --ctx)", (long long)n,
@@ -339,13 +222,13 @@ static td_status td_decode(td_generator *g, td_tokens *out_tokens, td_gen_stats 
         for (int i = 0; i < k; i++) {
             st->gen_tokens++;
             if (out_tokens) TD_TRY(td_tokens_push(out_tokens, buf[i]));
-            if (td_take_token(g, buf[i], &st->stop)) return TD_OK;
+            if (td_answer_take(g->out, buf[i], &st->stop)) return TD_OK;
             if (p->max_tokens && st->gen_tokens >= p->max_tokens) {
                 st->stop = TD_GEN_STOP_MAX_TOKENS;
                 return TD_OK;
             }
         }
-        if (g->oom) return td_fail(TD_E_NOMEM, "out of memory for the generated text");
+        if (td_answer_oom(g->out)) return td_fail(TD_E_NOMEM, "out of memory for the generated text");
     }
 }
 
@@ -355,13 +238,15 @@ td_status td_generate(td_generator *g, const int32_t *prompt, int64_t n, const t
     td_gen_stats st = {.mtp_acceptance = NAN, .ctx_size = td_session_ctx(g->s)};
     TD_TRY(td_check_params(g, prompt, n, p));
     g->p = p;
-    td_strbuf_clear(&g->text);
-    td_strbuf_clear(&g->held);
-    g->in_think = p->starts_thinking;
-    g->oom = false;
+    g->sp = (td_answer_params){.stop = p->stop,
+                                   .n_stop = p->n_stop,
+                                   .show_special = p->show_special,
+                                   .ignore_eos = p->ignore_eos,
+                                   .starts_thinking = p->starts_thinking,
+                                   .on_text = p->on_text,
+                                   .user = p->user};
+    td_answer_begin(g->out, &g->sp);
     g->drafted = g->accepted = 0;
-    td_detok_reset(g->detok);
-    td_detok_show_special(g->detok, p->show_special);
 
     bool cancelled = false;
     double t0 = td_now();
@@ -372,8 +257,8 @@ td_status td_generate(td_generator *g, const int32_t *prompt, int64_t n, const t
     else if (rc == TD_OK)
         rc = td_decode(g, out_tokens, &st);
     double t2 = td_now();
-    if (rc == TD_OK && st.stop != TD_GEN_STOP_STRING && !td_flush_detok(g)) td_flush_held(g);
-    if (rc == TD_OK && g->oom) rc = td_fail(TD_E_NOMEM, "out of memory for the generated text");
+    if (rc == TD_OK) td_answer_end(g->out, st.stop);
+    if (rc == TD_OK && td_answer_oom(g->out)) rc = td_fail(TD_E_NOMEM, "out of memory for the generated text");
 
     st.prompt_s = t1 - t0;
     st.decode_s = t2 - t1;

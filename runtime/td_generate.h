@@ -13,6 +13,7 @@
 #define TD_GENERATE_H
 
 #include "td_engine.h"
+#include "td_answer.h"
 #include "td_sampler.h"
 #include "td_status.h"
 #include "td_tokenizer.h"
@@ -20,29 +21,6 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-typedef enum td_gen_piece {
-    TD_PIECE_TEXT = 0,        /* answer text */
-    TD_PIECE_THINK = 1,       /* reasoning text */
-    TD_PIECE_THINK_OPEN = 2,  /* the <think> tag itself */
-    TD_PIECE_THINK_CLOSE = 3, /* the </think> tag itself */
-    TD_PIECE_COUNT
-} td_gen_piece;
-
-typedef void (*td_gen_text_fn)(void *user, td_gen_piece kind, const char *text, size_t len);
-
-typedef enum td_gen_stop {
-    TD_GEN_STOP_EOS = 0,
-    TD_GEN_STOP_MAX_TOKENS = 1,
-    TD_GEN_STOP_STRING = 2,
-    TD_GEN_STOP_CANCELLED = 3,
-    TD_GEN_STOP_CONTEXT = 4, /* the session's context is full */
-    TD_GEN_STOP_COUNT
-} td_gen_stop;
-
-const char *td_gen_stop_name(td_gen_stop s);
-
-#define TD_GEN_MAX_STOP 8
 
 typedef struct td_gen_params {
     int64_t max_tokens;      /* new tokens at most; 0: until EOS or a full context */

@@ -4,6 +4,7 @@
 #include "td_gguf_convert_impl.h"
 
 #include "td_alloc.h"
+#include "td_chat_template.h"
 #include "td_dequant.h"
 #include "td_gguf_model.h"
 #include "td_par.h"
@@ -226,7 +227,7 @@ static td_status td_declare(td_conv *c, const char *canonical, td_job proto, int
     char name[64];
     int expert;
     if (!td_gguf_name_from_hf(canonical, name, sizeof name, &expert))
-        return td_fail(TD_E_ARG, "convert: no GGUF name for '%s'", canonical);
+        return td_fail(TD_E_ARG, "no GGUF name for '%s'", canonical);
     TD_ASSERT(c->n_jobs < c->cap_jobs);
     td_job *j = &c->jobs[c->n_jobs++];
     *j = proto;
@@ -235,7 +236,7 @@ static td_status td_declare(td_conv *c, const char *canonical, td_job proto, int
     snprintf(j->name, sizeof j->name, "%s", name);
     j->out = td_convert_tensor_type(c->mode, name, n_dims, ne0);
     uint32_t ggml;
-    if (!td_ggml_type_from_td(j->out, &ggml)) return td_fail(TD_E_ARG, "convert: no ggml type for %s", name);
+    if (!td_ggml_type_from_td(j->out, &ggml)) return td_fail(TD_E_ARG, "no ggml type for %s", name);
     int64_t ne[3] = {ne0, ne1, ne2};
     return td_gguf_add_tensor_fn(c->w, name, ggml, n_dims, ne, td_job_fill, j);
 }
@@ -373,13 +374,30 @@ static td_status td_model_jobs(td_conv *c, bool keep_mtp)
 
 /* ------------------------------------------------------------------ metadata */
 
+/* The source's own chat template is kept unless --template names one. */
+static bool td_keep_source_template(const td_convert_params *p) { return p->chat_template == NULL; }
+
+static td_status td_no_tokenizer(const char *from, const char *where)
+{
+    return td_fail(TD_E_NOT_FOUND,
+                   "%s has no tokenizer (%s): llama.cpp and other tools refuse a GGUF without one ('key not found in "
+                   "model: tokenizer.ggml.model'); give one with --tokenizer <tokenizer.json>, or --no-tokenizer "
+                   "to write the file without it on purpose",
+                   from, where);
+}
+
 static td_status td_put_tokenizer(td_conv *c, const char *from, const td_convert_params *p)
 {
     const td_model *m = c->m;
+    if (p->no_tokenizer) return TD_OK;
     if (m->gguf && !p->tokenizer) { /* GGUF -> GGUF: every tokenizer key as it was */
+        if (!td_gguf_find_kv(m->gguf, "tokenizer.ggml.model")) return td_no_tokenizer(from, "no tokenizer.ggml.* keys");
+        bool keep_template = td_keep_source_template(p);
         for (size_t i = 0; i < td_gguf_kv_count(m->gguf); i++) {
             const td_gguf_kv *kv = td_gguf_kv_at(m->gguf, i);
-            if (strncmp(kv->key, "tokenizer.", 10) == 0) TD_TRY(td_gguf_set_value(c->w, kv->key, &kv->v));
+            if (strncmp(kv->key, "tokenizer.", 10) != 0) continue;
+            if (!keep_template && strcmp(kv->key, "tokenizer.chat_template") == 0) continue;
+            TD_TRY(td_gguf_set_value(c->w, kv->key, &kv->v));
         }
         return TD_OK;
     }
@@ -390,17 +408,30 @@ static td_status td_put_tokenizer(td_conv *c, const char *from, const td_convert
         char copy[4096];
         snprintf(copy, sizeof copy, "%s", from);
         snprintf(path, sizeof path, "%s/tokenizer.json", td_path_is_dir(from) ? from : dirname(copy));
-        if (!td_path_exists(path)) {
-            if (!p->model.quiet)
-                fprintf(stderr, "tandem convert: no tokenizer.json beside %s: the GGUF will have no tokenizer (give one "
-                                "with --tokenizer)\n",
-                        from);
-            return TD_OK;
-        }
+        if (!td_path_exists(path)) return td_no_tokenizer(from, "no tokenizer.json beside it");
     }
-    td_status st = td_convert_tokenizer_json(c->w, path, &m->hp);
+    td_status st = td_convert_tokenizer_json(c->w, path, &m->hp, td_keep_source_template(p));
     if (st != TD_OK) td_err_context("tokenizer");
     return st;
+}
+
+/* tokenizer.chat_template, unless the source's was kept: tandem's Jinja for the chosen format. */
+static td_status td_put_chat_template(td_conv *c, const char *model_name, const td_convert_params *p)
+{
+    if (td_gguf_writer_has_key(c->w, "tokenizer.chat_template")) return TD_OK;
+    td_template t;
+    const char *why = "--template";
+    if (p->chat_template) {
+        if (!td_template_from_name(p->chat_template, &t) || !td_template_jinja(t))
+            return td_fail(TD_E_ARG, "--template '%s': a GGUF's chat template is one of v3, r1, v3.1", p->chat_template);
+    } else {
+        t = td_template_detect(NULL, model_name, &why);
+        if (!p->model.quiet)
+            fprintf(stderr, "tandem convert: the source has no chat template; writing tandem's %s template (%s; "
+                            "--template v3|r1|v3.1 picks another)\n",
+                    td_template_name(t), strncmp(why, "the default", 11) == 0 ? "the default" : why);
+    }
+    return td_gguf_set_str(c->w, "tokenizer.chat_template", td_template_jinja(t));
 }
 
 static void td_model_name(const td_model *m, const char *from, char *out, size_t cap)
@@ -425,7 +456,8 @@ static td_status td_put_metadata(td_conv *c, const char *from, const td_convert_
     TD_TRY(td_gguf_put_hparams(c->w, &c->m->hp, &o));
     TD_TRY(td_gguf_set_u32(c->w, "general.file_type", td_convert_file_type(p->mode)));
     if (p->mode != TD_CONVERT_BF16) TD_TRY(td_gguf_set_u32(c->w, "general.quantization_version", 2));
-    return td_put_tokenizer(c, from, p);
+    TD_TRY(td_put_tokenizer(c, from, p));
+    return td_put_chat_template(c, name, p);
 }
 
 /* ------------------------------------------------------------------ public */
@@ -461,14 +493,19 @@ static td_status td_convert_model(td_conv *c, const char *from, const char *to, 
     TD_TRY(td_gguf_writer_create(&c->w));
     TD_TRY(td_put_metadata(c, from, p, p->keep_mtp));
     TD_TRY(td_model_jobs(c, p->keep_mtp));
-    td_gguf_write_params wp = {.parts = p->parts, .progress = p->progress};
+    td_gguf_write_params wp = {.parts = p->parts,
+                               .progress = p->progress,
+                               .remove_on_signal = p->remove_on_signal,
+                               .fail_after_bytes = p->fail_after_bytes};
     return td_gguf_write(c->w, to, &wp);
 }
 
 td_status td_gguf_convert(const char *from, const char *to, const td_convert_params *p)
 {
-    if (p->mode < 0 || p->mode >= TD_CONVERT_MODE_COUNT) return td_fail(TD_E_ARG, "convert: bad output type");
-    if (td_same_file(from, to)) return td_fail(TD_E_ARG, "convert: %s is the source itself; write elsewhere", to);
+    if (p->mode < 0 || p->mode >= TD_CONVERT_MODE_COUNT) return td_fail(TD_E_ARG, "bad output type %d", (int)p->mode);
+    if (p->no_tokenizer && p->tokenizer)
+        return td_fail(TD_E_ARG, "--tokenizer and --no-tokenizer contradict each other: give one");
+    if (td_same_file(from, to)) return td_fail(TD_E_ARG, "%s is the source itself; write elsewhere", to);
     td_model *m;
     TD_TRY(td_model_open(from, &p->model, &m));
     td_conv c = {.m = m, .mode = p->mode};

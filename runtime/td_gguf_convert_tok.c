@@ -127,8 +127,9 @@ static td_status td_put_merges(td_gguf_writer *w, const cJSON *root, const char 
     return st;
 }
 
-/* add_bos_token / add_eos_token / chat_template from tokenizer_config.json beside the tokenizer. */
-static td_status td_put_tokenizer_config(td_gguf_writer *w, const char *tokenizer_path)
+/* add_bos_token / add_eos_token (and chat_template, when with_template) from tokenizer_config.json beside
+ * the tokenizer. */
+static td_status td_put_tokenizer_config(td_gguf_writer *w, const char *tokenizer_path, bool with_template)
 {
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s", tokenizer_path);
@@ -150,13 +151,13 @@ static td_status td_put_tokenizer_config(td_gguf_writer *w, const char *tokenize
     }
     td_status st = td_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
     if (st == TD_OK) st = td_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
-    const cJSON *tmpl = root ? cJSON_GetObjectItemCaseSensitive(root, "chat_template") : NULL;
+    const cJSON *tmpl = root && with_template ? cJSON_GetObjectItemCaseSensitive(root, "chat_template") : NULL;
     if (st == TD_OK && cJSON_IsString(tmpl)) st = td_gguf_set_str(w, "tokenizer.chat_template", tmpl->valuestring);
     cJSON_Delete(root);
     return st;
 }
 
-td_status td_convert_tokenizer_json(td_gguf_writer *w, const char *path, const td_hparams *hp)
+td_status td_convert_tokenizer_json(td_gguf_writer *w, const char *path, const td_hparams *hp, bool with_template)
 {
     char *text;
     uint64_t len;
@@ -175,7 +176,7 @@ td_status td_convert_tokenizer_json(td_gguf_writer *w, const char *path, const t
         st = td_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)hp->bos_token_id);
     if (st == TD_OK && hp->eos_token_id >= 0)
         st = td_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)hp->eos_token_id);
-    if (st == TD_OK) st = td_put_tokenizer_config(w, path);
+    if (st == TD_OK) st = td_put_tokenizer_config(w, path, with_template);
     td_vocab_free(&v);
     cJSON_Delete(root);
     return st;

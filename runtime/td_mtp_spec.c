@@ -1,17 +1,25 @@
 #include "td_mtp_spec.h"
 
 #include "td_alloc.h"
-#include "td_clock.h"
-#include "td_session_impl.h" /* the model behind the session: its vocabulary and name */
+#include "td_mtp_cost.h"
 
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
-#define TD_MTP_AUTO_BLOCK 4 /* auto: timed steps per turn, so both ways see the same stretch of text */
+/* auto: the acceptance assumed before any draft has been judged, worth this many drafts. DeepSeek-V3
+ * reports 0.85-0.9 for its MTP block; the bundled model accepts about 0.66. */
+#define TD_MTP_PRIOR_ACCEPT 0.7
+#define TD_MTP_PRIOR_DRAFTS 8.0
+/* auto starts drafting only for an expected gain of 5% or more: the costs are medians of a few noisy runs
+ * and model a step only roughly (the bundled model runs at 0.74-0.81x where 0.8-0.9x is expected), so a
+ * thinner gain is as likely a loss, and plain decoding loses nothing there. Drafting stops below 1. */
+#define TD_MTP_START_MARGIN 1.05
 
 struct td_mtp_spec {
-    td_generator *g;
+    td_generator *g; /* NULL for a detached spec */
+    td_session *s;
+    td_sampler *smp;
     td_mtp_params p;
     bool installed; /* g's step is ours */
     int64_t V;
@@ -21,11 +29,7 @@ struct td_mtp_spec {
     float *dlog;   /* [V]: a drafter's logits */
     /* auto */
     bool decided, use_mtp;
-    bool block_mtp;   /* the turn being measured */
-    int block_done;   /* timed steps of this turn */
-    bool warm_needed; /* the first speculative step of a turn catches the MTP rows up: not timed */
-    int64_t timed_steps[2], timed_tokens[2];
-    double timed_s[2];
+    td_mtp_cost cost; /* seconds of a plain and of a speculative step, measured or cached */
     /* totals */
     int64_t spec_steps, plain_steps, drafted, accepted;
 };
@@ -47,9 +51,9 @@ bool td_mtp_mode_from_name(const char *name, td_mtp_mode *out)
     return false;
 }
 
-static bool td_greedy(td_generator *g)
+static bool td_greedy(const td_mtp_spec *sp)
 {
-    return td_sampler_params_of(td_generator_sampler(g))->temperature <= 0;
+    return td_sampler_params_of(sp->smp)->temperature <= 0;
 }
 
 /* The plain step: run what is pending, choose one token from the last logits. */
@@ -73,8 +77,10 @@ static int32_t td_residual_draw(td_mtp_spec *sp, td_sampler *smp, float *p, cons
 }
 
 /* k drafts after token x at position pos (x is not in the cache yet): toks = [x, d1..dk]. */
-static td_status td_draft(td_mtp_spec *sp, td_session *s, td_sampler *smp, bool greedy, int k, int32_t *toks)
+static td_status td_draft(td_mtp_spec *sp, bool greedy, int k, int32_t *toks)
 {
+    td_session *s = sp->s;
+    td_sampler *smp = sp->smp;
     if (!sp->p.drafter) TD_TRY(td_session_mtp_draft(s, toks[0]));
     for (int i = 0; i < k; i++) {
         const float *ql = td_session_mtp_logits(s);
@@ -95,12 +101,13 @@ static td_status td_draft(td_mtp_spec *sp, td_session *s, td_sampler *smp, bool 
 
 /* Verifies the drafts toks[1..k] against the main model's rows logits[0..k]: appends the accepted drafts
  * and the one token that follows them to out; returns how many drafts were accepted. */
-static int td_verify(td_mtp_spec *sp, td_sampler *smp, bool greedy, int k, const int32_t *toks, int32_t *out,
+static int td_verify(td_mtp_spec *sp, bool greedy, int k, const int32_t *toks, const float *logits, int32_t *out,
                      int *n_out)
 {
+    td_sampler *smp = sp->smp;
     int64_t V = sp->V;
     for (int i = 0; i < k; i++) {
-        const float *row = sp->logits + i * V;
+        const float *row = logits + i * V;
         int32_t d = toks[1 + i];
         if (greedy) {
             int32_t y = td_argmax(row, V);
@@ -118,7 +125,7 @@ static int td_verify(td_mtp_spec *sp, td_sampler *smp, bool greedy, int k, const
         out[(*n_out)++] = td_residual_draw(sp, smp, sp->prob, q);
         return i;
     }
-    out[(*n_out)++] = td_sampler_sample(smp, sp->logits + k * V); /* every draft kept: one more for free */
+    out[(*n_out)++] = td_sampler_sample(smp, logits + k * V); /* every draft kept: one more for free */
     return k;
 }
 
@@ -126,9 +133,9 @@ static int td_verify(td_mtp_spec *sp, td_sampler *smp, bool greedy, int k, const
  * and a plain step ran instead. */
 static td_status td_spec_step(td_mtp_spec *sp, td_generator *g, int32_t *out, int *n, int max_out, bool *speculated)
 {
-    td_session *s = td_generator_session(g);
-    td_sampler *smp = td_generator_sampler(g);
-    bool greedy = td_greedy(g);
+    td_session *s = sp->s;
+    td_sampler *smp = sp->smp;
+    bool greedy = td_greedy(sp);
     const int32_t *pend;
     int n_pend = td_generator_pending(g, &pend), n_out = 0;
     int32_t toks[TD_MTP_MAX_DRAFTS + 1];
@@ -154,9 +161,9 @@ static td_status td_spec_step(td_mtp_spec *sp, td_generator *g, int32_t *out, in
         }
         return td_plain_step(g, out, n);
     }
-    TD_TRY(td_draft(sp, s, smp, greedy, k, toks));
+    TD_TRY(td_draft(sp, greedy, k, toks));
     TD_TRY(td_generator_forward(g, toks, k + 1, sp->logits));
-    int accepted = td_verify(sp, smp, greedy, k, toks, out, &n_out);
+    int accepted = td_verify(sp, greedy, k, toks, sp->logits, out, &n_out);
     TD_TRY(td_generator_rewind(g, pos + 1 + accepted));
     td_generator_count_drafts(g, k, accepted);
     sp->drafted += k;
@@ -169,69 +176,86 @@ static td_status td_spec_step(td_mtp_spec *sp, td_generator *g, int32_t *out, in
 
 /* ------------------------------------------------------------------ auto */
 
-static void td_auto_decide(td_mtp_spec *sp)
+/* The acceptance so far in this spec's life (the whole conversation), pulled toward the prior while few
+ * drafts have been judged. */
+static double td_auto_acceptance(const td_mtp_spec *sp)
 {
-    int want = sp->p.auto_steps;
-    if (sp->timed_steps[0] < want || sp->timed_steps[1] < want) return;
-    double plain = (double)sp->timed_tokens[0] / sp->timed_s[0], mtp = (double)sp->timed_tokens[1] / sp->timed_s[1];
-    sp->decided = true;
-    sp->use_mtp = mtp > plain;
-    if (!sp->p.drafter) td_session_mtp_keep_up(td_generator_session(sp->g), sp->use_mtp);
+    return ((double)sp->accepted + TD_MTP_PRIOR_ACCEPT * TD_MTP_PRIOR_DRAFTS) /
+           ((double)sp->drafted + TD_MTP_PRIOR_DRAFTS);
 }
 
-static void td_auto_record(td_mtp_spec *sp, bool mtp, int tokens, double seconds)
+/* Tokens a speculative step yields on average: the accepted drafts, each kept only if the ones before it
+ * were, plus the token after them: 1 + a + ... + a^k. */
+static double td_auto_tokens_per_step(const td_mtp_spec *sp)
 {
-    sp->timed_steps[mtp] += 1;
-    sp->timed_tokens[mtp] += tokens;
-    sp->timed_s[mtp] += seconds;
-    if (++sp->block_done == TD_MTP_AUTO_BLOCK) {
-        sp->block_done = 0;
-        sp->block_mtp = !sp->block_mtp;
-        sp->warm_needed = sp->block_mtp;
+    double a = td_auto_acceptance(sp), sum = 1, term = 1;
+    for (int i = 0; i < sp->p.k; i++) sum += term *= a;
+    return sum;
+}
+
+static double td_auto_speedup(const td_mtp_spec *sp)
+{
+    return td_auto_tokens_per_step(sp) * sp->cost.plain_s / sp->cost.spec_s;
+}
+
+/* Speculate while the expected tokens per second beat plain decoding. Plain decoding judges no drafts,
+ * so once chosen it stays. */
+static void td_auto_decide(td_mtp_spec *sp)
+{
+    bool was = sp->use_mtp;
+    sp->use_mtp = td_auto_speedup(sp) > 1.0;
+    if (sp->use_mtp != was && !sp->p.drafter) td_session_mtp_keep_up(sp->s, sp->use_mtp);
+}
+
+/* The cost from the cache, or measured now on the (fresh) session and cached. A session without room to
+ * measure decodes plainly. */
+static td_status td_auto_setup(td_mtp_spec *sp)
+{
+    td_session *s = sp->s;
+    char key[2048];
+    td_mtp_cost_key(s, sp->p.k, key, sizeof key);
+    if (!td_mtp_cost_load(sp->p.cost_cache, key, &sp->cost)) {
+        td_status st = td_mtp_cost_measure(s, sp->p.k, !sp->p.drafter, sp->logits, &sp->cost);
+        if (st == TD_E_ARG) {
+            td_err_clear();
+            sp->decided = true;
+            return TD_OK;
+        }
+        TD_TRY(st);
+        td_mtp_cost_save(sp->p.cost_cache, key, &sp->cost);
     }
-    td_auto_decide(sp);
+    sp->decided = true;
+    sp->use_mtp = td_auto_speedup(sp) > TD_MTP_START_MARGIN;
+    return TD_OK;
 }
 
 td_status td_mtp_spec_step(td_generator *g, void *ctx, int32_t *out, int *n, int max_out)
 {
     td_mtp_spec *sp = ctx;
-    bool measuring = sp->p.mode == TD_MTP_AUTO && !sp->decided;
-    bool mtp = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && (measuring ? sp->block_mtp : sp->use_mtp));
-    const int32_t *pend;
-    /* the first step after a prompt has its token for free: timing it would flatter either way */
-    bool timed = measuring && td_generator_pending(g, &pend) > 0;
-    double t0 = td_now();
-    bool speculated = false;
-    if (mtp) {
-        TD_TRY(td_spec_step(sp, g, out, n, max_out, &speculated));
-    } else {
+    bool mtp = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && sp->use_mtp);
+    if (!mtp) {
         TD_TRY(td_plain_step(g, out, n));
         sp->plain_steps++;
-    }
-    if (!timed || (mtp && !speculated)) return TD_OK;
-    if (mtp && sp->warm_needed) {
-        sp->warm_needed = false;
         return TD_OK;
     }
-    td_auto_record(sp, mtp, *n, td_now() - t0);
+    bool speculated;
+    TD_TRY(td_spec_step(sp, g, out, n, max_out, &speculated));
+    if (speculated && sp->p.mode == TD_MTP_AUTO) td_auto_decide(sp);
     return TD_OK;
 }
 
 /* ------------------------------------------------------------------ lifecycle */
 
-td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spec **out)
+static td_status td_mtp_spec_make(td_generator *g, td_session *s, td_sampler *smp, const td_mtp_params *p,
+                                  td_mtp_spec **out)
 {
     *out = NULL;
     td_mtp_params params = p ? *p : (td_mtp_params){.mode = TD_MTP_ON};
     if (params.k == 0) params.k = 1;
-    if (params.auto_steps == 0) params.auto_steps = 12;
     if ((unsigned)params.mode >= TD_MTP_MODE_COUNT) return td_fail(TD_E_ARG, "unknown MTP mode %d", params.mode);
     if (params.k < 1 || params.k > TD_MTP_MAX_DRAFTS)
         return td_fail(TD_E_ARG, "%d MTP drafts per step is out of range (1..%d)", params.k, TD_MTP_MAX_DRAFTS);
-    if (params.auto_steps < 1 || params.auto_steps > 100000)
-        return td_fail(TD_E_ARG, "%d timed steps for --mtp auto is out of range (1..100000)", params.auto_steps);
-    td_session *s = td_generator_session(g);
-    const td_model *m = s->e->model;
+    const td_model *m = td_session_model(s);
     if (params.mode != TD_MTP_OFF && !params.drafter && !td_session_has_mtp(s))
         return td_fail(TD_E_NOT_FOUND,
                        "%s has no MTP block (model.layers.%d.* / blk.%d.nextn.*): decoding without MTP "
@@ -240,6 +264,8 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
     td_mtp_spec *sp = td_calloc(1, sizeof *sp);
     if (!sp) return td_fail(TD_E_NOMEM, "out of memory");
     sp->g = g;
+    sp->s = s;
+    sp->smp = smp;
     sp->p = params;
     sp->V = m->hp.vocab_size;
     size_t V = (size_t)sp->V, k = (size_t)params.k;
@@ -251,24 +277,67 @@ td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spe
         td_mtp_spec_free(sp);
         return td_fail(TD_E_NOMEM, "out of memory for speculation buffers (%zu logits)", (2 * k + 3) * V);
     }
-    sp->block_mtp = true;
-    sp->warm_needed = true;
+    if (params.mode == TD_MTP_AUTO) {
+        td_status st = td_auto_setup(sp);
+        if (st != TD_OK) {
+            td_mtp_spec_free(sp);
+            return st;
+        }
+    }
     if (params.mode != TD_MTP_OFF) {
-        if (!params.drafter) td_session_mtp_keep_up(s, true);
-        td_generator_set_step(g, td_mtp_spec_step, sp);
-        sp->installed = true;
+        bool drafting = params.mode == TD_MTP_ON || sp->use_mtp;
+        if (!params.drafter) td_session_mtp_keep_up(s, drafting);
+        if (g) {
+            td_generator_set_step(g, td_mtp_spec_step, sp);
+            sp->installed = true;
+        }
     }
     *out = sp;
     return TD_OK;
 }
 
+td_status td_mtp_spec_create(td_generator *g, const td_mtp_params *p, td_mtp_spec **out)
+{
+    return td_mtp_spec_make(g, td_generator_session(g), td_generator_sampler(g), p, out);
+}
+
+td_status td_mtp_spec_create_detached(td_session *s, td_sampler *smp, const td_mtp_params *p, td_mtp_spec **out)
+{
+    return td_mtp_spec_make(NULL, s, smp, p, out);
+}
+
+bool td_mtp_spec_drafting(const td_mtp_spec *sp)
+{
+    return sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && sp->use_mtp);
+}
+
+td_status td_mtp_spec_draft(td_mtp_spec *sp, int32_t *toks, int max_k, int *k)
+{
+    *k = 0;
+    int64_t room = td_session_ctx(sp->s) - td_session_pos(sp->s) - 1;
+    int n = sp->p.k < max_k ? sp->p.k : max_k;
+    if (n > room) n = (int)room;
+    if (n < 1 || (!sp->p.drafter && !td_session_mtp_can_draft(sp->s))) return TD_OK;
+    TD_TRY(td_draft(sp, td_greedy(sp), n, toks));
+    *k = n;
+    return TD_OK;
+}
+
+int td_mtp_spec_verify(td_mtp_spec *sp, const int32_t *toks, int k, const float *logits, int32_t *out)
+{
+    int n_out = 0, accepted = td_verify(sp, td_greedy(sp), k, toks, logits, out, &n_out);
+    sp->drafted += k;
+    sp->accepted += accepted;
+    sp->spec_steps++;
+    if (sp->p.mode == TD_MTP_AUTO) td_auto_decide(sp);
+    return accepted;
+}
+
 void td_mtp_spec_free(td_mtp_spec *sp)
 {
     if (!sp) return;
-    if (sp->installed) {
-        td_generator_set_step(sp->g, NULL, NULL);
-        td_session_mtp_keep_up(td_generator_session(sp->g), false);
-    }
+    if (sp->installed) td_generator_set_step(sp->g, NULL, NULL);
+    if (sp->installed || !sp->g) td_session_mtp_keep_up(sp->s, false);
     td_free(sp->logits);
     td_free(sp->q);
     td_free(sp->prob);
@@ -282,10 +351,11 @@ void td_mtp_spec_stats(const td_mtp_spec *sp, td_mtp_stats *out)
     out->mode = sp->p.mode;
     out->k = sp->p.k;
     out->decided = sp->decided;
-    out->drafting = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && (!sp->decided || sp->use_mtp));
-    out->plain_tok_s = sp->timed_s[0] > 0 ? (double)sp->timed_tokens[0] / sp->timed_s[0] : 0;
-    out->mtp_tok_s = sp->timed_s[1] > 0 ? (double)sp->timed_tokens[1] / sp->timed_s[1] : 0;
-    out->speedup = sp->decided ? out->mtp_tok_s / out->plain_tok_s : NAN;
+    out->drafting = sp->p.mode == TD_MTP_ON || (sp->p.mode == TD_MTP_AUTO && sp->use_mtp);
+    bool costed = sp->cost.plain_s > 0 && sp->cost.spec_s > 0;
+    out->plain_tok_s = costed ? 1.0 / sp->cost.plain_s : 0;
+    out->mtp_tok_s = costed ? td_auto_tokens_per_step(sp) / sp->cost.spec_s : 0;
+    out->speedup = costed ? out->mtp_tok_s / out->plain_tok_s : NAN;
     out->spec_steps = sp->spec_steps;
     out->plain_steps = sp->plain_steps;
     out->drafted = sp->drafted;

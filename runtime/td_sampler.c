@@ -2,8 +2,14 @@
 
 #include "td_alloc.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 struct td_sampler {
     int64_t n_vocab;
@@ -60,14 +66,88 @@ td_sampler_params td_sampler_greedy(void)
 
 td_status td_sampler_params_check(const td_sampler_params *p)
 {
-    if (!isfinite(p->temperature) || p->temperature > 100)
-        return td_fail(TD_E_ARG, "temperature %g is out of range (0 = greedy, up to 100)", p->temperature);
+    if (!(p->temperature >= 0 && p->temperature <= 100))
+        return td_fail(TD_E_ARG, "temperature %g is out of range 0..100 (0 = greedy)", p->temperature);
     if (p->top_k < 0) return td_fail(TD_E_ARG, "top-k %d is negative (0 turns it off)", p->top_k);
     if (!(p->top_p > 0 && p->top_p <= 1))
         return td_fail(TD_E_ARG, "top-p %g is out of range (0, 1] (1 turns it off)", p->top_p);
     if (!(p->min_p >= 0 && p->min_p < 1))
         return td_fail(TD_E_ARG, "min-p %g is out of range [0, 1) (0 turns it off)", p->min_p);
     return TD_OK;
+}
+
+const char *td_sampler_param_names(void)
+{
+    return "temp, top_k, top_p, min_p, seed";
+}
+
+/* name with '-' read as '_' equals want */
+static bool td_param_is(const char *name, const char *want)
+{
+    for (; *name && *want; name++, want++)
+        if (*name != *want && !(*name == '-' && *want == '_')) return false;
+    return !*name && !*want;
+}
+
+static td_status td_param_number(const char *value, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || !isfinite(v)) return td_fail(TD_E_ARG, "'%s' is not a number", value);
+    *out = v;
+    return TD_OK;
+}
+
+static td_status td_param_whole(const char *value, uint64_t hi, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strchr(value, '-') ? 0 : strtoull(value, &end, 10); /* strtoull would wrap "-1" */
+    if (!end || errno || end == value || *end || v > hi)
+        return td_fail(TD_E_ARG, "'%s' is not a whole number in 0..%llu", value, (unsigned long long)hi);
+    *out = v;
+    return TD_OK;
+}
+
+td_status td_sampler_params_set(td_sampler_params *p, const char *name, const char *value)
+{
+    td_sampler_params q = *p;
+    double v = 0;
+    uint64_t w = 0;
+    if (td_param_is(name, "temp") || td_param_is(name, "temperature")) {
+        TD_TRY(td_param_number(value, &v));
+        q.temperature = v;
+    } else if (td_param_is(name, "top_p")) {
+        TD_TRY(td_param_number(value, &v));
+        q.top_p = v;
+    } else if (td_param_is(name, "min_p")) {
+        TD_TRY(td_param_number(value, &v));
+        q.min_p = v;
+    } else if (td_param_is(name, "top_k")) {
+        TD_TRY(td_param_whole(value, 1 << 26, &w));
+        q.top_k = (int)w;
+    } else if (td_param_is(name, "seed")) {
+        TD_TRY(td_param_whole(value, UINT64_MAX, &w));
+        q.seed = w;
+    } else {
+        return td_fail(TD_E_NOT_FOUND, "'%s' is not a sampling setting (%s)", name, td_sampler_param_names());
+    }
+    TD_TRY(td_sampler_params_check(&q));
+    *p = q;
+    return TD_OK;
+}
+
+uint64_t td_sampler_random_seed(void)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed) { /* no entropy source: the clock and pid */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
+        seed = td_splitmix64(&x);
+    }
+    return seed & ((1ull << 53) - 1);
 }
 
 td_status td_sampler_create(int64_t n_vocab, const td_sampler_params *p, td_sampler **out)

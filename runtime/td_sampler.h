@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 typedef struct td_sampler_params {
-    double temperature; /* <= 0: greedy (argmax, lowest id on a tie) */
+    double temperature; /* 0: greedy (argmax, lowest id on a tie); up to 100 */
     int top_k;          /* keep the k most likely tokens; 0: all */
     double top_p;       /* keep the smallest set whose mass reaches p, in (0, 1]; 1: all */
     double min_p;       /* drop tokens below min_p x the top probability, in [0, 1); 0: none */
@@ -23,6 +23,15 @@ typedef struct td_sampler_params {
 td_sampler_params td_sampler_greedy(void);
 /* Checks ranges; the message names the bad value. */
 td_status td_sampler_params_check(const td_sampler_params *p);
+/* Sets one value from text, by name: "temp" (or "temperature"), "top_k", "top_p", "min_p", "seed" ('-' and
+ * '_' alike). The one check of sampling values, for command-line flags and chat's /set alike: TD_E_ARG
+ * with a message that names the value and its range, TD_E_NOT_FOUND for an unknown name. p is changed
+ * only on success. */
+td_status td_sampler_params_set(td_sampler_params *p, const char *name, const char *value);
+/* The names td_sampler_params_set takes, for help and error messages. */
+const char *td_sampler_param_names(void);
+/* A seed from the operating system (getrandom), below 2^53 so that JSON numbers carry it exactly. */
+uint64_t td_sampler_random_seed(void);
 
 typedef struct td_sampler td_sampler;
 

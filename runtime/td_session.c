@@ -164,6 +164,7 @@ int64_t td_session_kv_bytes_per_token(const td_session *s)
 }
 td_kv_type td_session_kv_type(const td_session *s) { return s->p.kv_type; }
 td_engine *td_session_engine(const td_session *s) { return s->e; }
+td_model *td_session_model(const td_session *s) { return s->e->model; }
 td_attn_path td_session_attn_path(const td_session *s) { return s->p.attn; }
 const float *td_session_logits(const td_session *s) { return s->logits; }
 const float *td_session_hidden(const td_session *s) { return s->hidden; }
@@ -174,6 +175,7 @@ int64_t td_session_mtp_pos(const td_session *s) { return s->mtp_pos; }
 void td_session_set_trace(td_session *s, td_trace *trace) { s->trace = trace; }
 void td_session_set_attn_path(td_session *s, td_attn_path path) { s->p.attn = path; }
 void td_session_count_experts(td_session *s, td_expert_counts *counts) { s->expert_counts = counts; }
+void td_engine_count_experts(td_engine *e, td_expert_counts *counts) { e->expert_counts = counts; }
 
 td_status td_session_rewind(td_session *s, int64_t pos)
 {

@@ -29,6 +29,30 @@ typedef struct td_act {
     int64_t width;   /* values per row */
 } td_act;
 
+/* Where non-finite values first appear (td_session_finite.c). Every call's outputs are checked; when they
+ * hold a NaN or Inf, the call runs again with probes at each module's output, which record the first site
+ * in the order of the computation. Off, a probe costs one branch. */
+typedef enum td_site {
+    TD_SITE_EMBED = 0,   /* the embedding rows */
+    TD_SITE_MTP_PROJ,    /* the MTP block's eh_proj of [enorm(embedding); hnorm(hidden)] */
+    TD_SITE_ATTN,        /* a layer's attention (input norm, MLA, o_proj, into the residual) */
+    TD_SITE_DENSE,       /* a dense layer's FFN */
+    TD_SITE_ROUTER,      /* a MoE layer's routing weights */
+    TD_SITE_EXPERTS,     /* the routed experts' weighted sum */
+    TD_SITE_SHARED,      /* the shared experts */
+    TD_SITE_FINAL_NORM,  /* the final norm (the MTP block's shared_head.norm) */
+    TD_SITE_HEAD,        /* the logits */
+    TD_SITE_COUNT
+} td_site;
+
+typedef struct td_finite_probe {
+    bool on, found;
+    int layer;    /* -1 outside the decoder layers; n_layers is the MTP block */
+    td_site site;
+    int64_t row;  /* within the call */
+    int expert;   /* for TD_SITE_EXPERTS: the routed expert whose output it is (-1 unknown) */
+} td_finite_probe;
+
 /* Which backend computes each piece of a decoder layer. */
 typedef struct td_layer_backends {
     int attn, mlp, router, experts, shared; /* indices into td_engine.backends */
@@ -37,8 +61,9 @@ typedef struct td_layer_backends {
 struct td_engine {
     td_model *model;
     td_engine_params p;
-    td_backend *backends[TD_MAX_BACKENDS]; /* [0]: the CPU */
+    td_backend *backends[TD_MAX_BACKENDS]; /* [0]: the CPU, then the GPUs */
     int n_backends;
+    int gpu_device[TD_MAX_BACKENDS];       /* the CUDA device of backends[1..] */
     int *module_backend;       /* [n_modules] */
     td_layer_backends *layer;  /* [n_layers + 1]: the MTP block's layer last */
     int embed, norm, head, mtp;
@@ -46,7 +71,9 @@ struct td_engine {
     float *stage;              /* [max_batch][2H] host staging between two device backends */
     int32_t *tokens;           /* [max_batch] the tokens of a call */
     int32_t *ids_host;         /* [max_batch][k] expert ids for counting and traces */
+    td_expert_counts *expert_counts; /* [n_layers]: distinct experts over all rows of a call, or NULL */
     int64_t max_ctx;           /* the largest session context reserved on the backends */
+    td_finite_probe finite;    /* the probes of a call that is run again to find a NaN or Inf */
 };
 
 /* MTP bookkeeping (td_session_mtp.c). Row i of the MTP cache takes the main model's final-normed hidden
@@ -90,6 +117,14 @@ td_status td_forward_main(td_engine *e, const td_forward_item *items, int n_item
 /* The MTP block over one session's rows at mtp_pos (at most max_batch); advances mtp_pos. */
 td_status td_forward_mtp(td_session *s, const float *hidden, const int32_t *next_tokens, int64_t n,
                          float *logits_all, float *mtp_hidden);
+
+/* td_session_finite.c. Whether x[0..n) holds no NaN or Inf (a vectorized scan). */
+bool td_floats_finite(const float *x, int64_t n);
+/* While f->on, the first rows that hold a NaN or Inf are recorded. */
+void td_probe_rows(td_finite_probe *f, int layer, td_site site, const float *x, int64_t rows, int64_t width);
+/* The error after a call gave non-finite outputs and its re-run with probes has ended: `what` names the
+ * output, pos0 is the position of the call's row 0 in its session. */
+td_status td_finite_error(td_engine *e, int64_t pos0, const char *what);
 
 /* td_session_mtp.c: buffers, and the hooks of forward and rewind. */
 td_status td_mtp_state_alloc(td_session *s);

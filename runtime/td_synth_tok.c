@@ -190,7 +190,7 @@ td_status td_synth_put_tokenizer(td_gguf_writer *w, const td_hparams *hp, const 
 {
     if (!path) return td_put_generated(w, hp);
     if (!td_path_exists(path)) return td_fail(TD_E_IO, "--tokenizer %s: no such file", path);
-    td_status st = td_is_gguf(path) ? td_put_from_gguf(w, hp, path) : td_convert_tokenizer_json(w, path, hp);
+    td_status st = td_is_gguf(path) ? td_put_from_gguf(w, hp, path) : td_convert_tokenizer_json(w, path, hp, true);
     if (st != TD_OK) td_err_context("tokenizer %s", path);
     return st;
 }

@@ -68,6 +68,8 @@ static void test_layers(const char *name, td_attn_path path)
     td_session *s;
     td_session_params sp = {.n_ctx = T + 8, .attn = path};
     TD_CHECK(td_session_create(f.e, &sp, &s) == TD_OK);
+    /* the accessors that generation, MTP and eval use instead of the session's internals */
+    TD_CHECK(td_session_engine(s) == f.e && td_session_model(s) == f.m && td_session_attn_path(s) == path);
     td_session_set_trace(s, &tr);
     float *final = malloc((size_t)(T * H) * sizeof(float));
     TD_CHECKF(td_session_forward(s, f.ids, T, NULL, final) == TD_OK, "%s", td_errmsg());

@@ -2,9 +2,11 @@
  * (names, kinds, layers) and hyperparameters as its source, and every weight of it equals the source's
  * (BF16 from BF16) or lies within the bound of the type it was stored in (td_quantize.h), the MLA split of
  * kv_b into k_b/v_b included. Also: the tokenizer written from tokenizer.json equals the one the fixture
- * generator embedded, GGUF -> GGUF, split output, --keep-mtp and --mtp-from, and refusals. */
+ * generator embedded, GGUF -> GGUF, split output, --keep-mtp and --mtp-from, the chat template and file
+ * type every file carries, and refusals (a source without a tokenizer among them). */
 #include "td_test.h"
 
+#include "td_chat_template.h"
 #include "td_dequant.h"
 #include "td_gguf_convert.h"
 #include "td_gguf_model.h"
@@ -23,9 +25,14 @@ static const char *tmp(const char *name)
     return buf[k];
 }
 
+/* The HF fixtures have no tokenizer: they are converted without one, on purpose. */
 static td_status convert(const char *from, const char *to, td_convert_mode mode, bool keep_mtp, int parts)
 {
-    td_convert_params p = {.mode = mode, .keep_mtp = keep_mtp, .parts = parts, .model = {.quiet = true}};
+    td_convert_params p = {.mode = mode,
+                           .keep_mtp = keep_mtp,
+                           .parts = parts,
+                           .no_tokenizer = td_path_is_dir(from),
+                           .model = {.quiet = true}};
     td_status st = td_gguf_convert(from, to, &p);
     TD_CHECKF(st == TD_OK, "convert %s -> %s: %s", from, to, td_errmsg());
     return st;
@@ -365,6 +372,87 @@ static void test_mtp_and_split(void)
     TD_CHECK(td_gguf_convert(from, from, &p) == TD_E_ARG);
 }
 
+/* An HF source without tokenizer.json is refused unless --no-tokenizer says so (llama.cpp cannot load
+ * the file); every file gets general.file_type and a chat template. */
+static void test_tokenizer_required(void)
+{
+    char from[600];
+    snprintf(from, sizeof from, "%s", td_test_fixture("safetensors/tiny-dsv3-bf16"));
+    const char *to = tmp("notok.gguf");
+    td_convert_params p = {.mode = TD_CONVERT_Q4_K_M, .model = {.quiet = true}};
+    td_status st = td_gguf_convert(from, to, &p);
+    TD_CHECKF(st == TD_E_NOT_FOUND && strstr(td_errmsg(), "--tokenizer") && strstr(td_errmsg(), "--no-tokenizer") &&
+                  strstr(td_errmsg(), "tokenizer.ggml.model"),
+              "%s", td_errmsg());
+    TD_CHECK(access(to, F_OK) != 0);
+    p.no_tokenizer = true;
+    p.tokenizer = "x.json";
+    TD_CHECK(td_gguf_convert(from, to, &p) == TD_E_ARG && strstr(td_errmsg(), "contradict"));
+    p.tokenizer = NULL;
+    st = td_gguf_convert(from, to, &p);
+    TD_CHECKF(st == TD_OK, "%s", td_errmsg());
+    td_gguf *g;
+    if (st != TD_OK || td_gguf_open(to, &g) != TD_OK) return;
+    int64_t ft;
+    const char *tmpl;
+    size_t len;
+    TD_CHECK(!td_gguf_find_kv(g, "tokenizer.ggml.model") && !td_gguf_find_kv(g, "tokenizer.ggml.tokens"));
+    TD_CHECK(td_gguf_get_int(g, "general.file_type", &ft) == TD_OK && ft == 15);
+    TD_CHECK(td_gguf_get_str(g, "tokenizer.chat_template", &tmpl, &len) == TD_OK && len > 0);
+    td_gguf_close(g);
+    unlink(to);
+    /* a GGUF without tokenizer keys as the source: the same refusal */
+    char from2[600];
+    snprintf(from2, sizeof from2, "%s", tmp("notok-src.gguf"));
+    if (convert(from, from2, TD_CONVERT_Q8_0, false, 0) != TD_OK) return;
+    p.no_tokenizer = false;
+    TD_CHECK(td_gguf_convert(from2, to, &p) == TD_E_NOT_FOUND && strstr(td_errmsg(), "--no-tokenizer"));
+    TD_CHECK(access(to, F_OK) != 0);
+    unlink(from2);
+}
+
+/* The chat template written: the source's when it has one, tandem's Jinja for --template, else for the
+ * format the model's name suggests; td_template_detect() reads back the same format. */
+static void test_chat_template(void)
+{
+    char from[600];
+    snprintf(from, sizeof from, "%s", td_test_fixture("gguf/tiny-dsv3-q8_0-legacy.gguf"));
+    const char *out = tmp("tmpl.gguf"), *again = tmp("tmpl2.gguf");
+    static const struct {
+        const char *name;
+        td_template want;
+    } cases[] = {{NULL, TD_TEMPLATE_DEEPSEEK_V3},
+                 {"r1", TD_TEMPLATE_DEEPSEEK_R1},
+                 {"v3.1", TD_TEMPLATE_DEEPSEEK_V31},
+                 {"v3", TD_TEMPLATE_DEEPSEEK_V3}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        td_convert_params p = {.mode = TD_CONVERT_Q8_0, .chat_template = cases[k].name, .model = {.quiet = true}};
+        td_status st = td_gguf_convert(from, out, &p);
+        TD_CHECKF(st == TD_OK, "%s", td_errmsg());
+        /* converting the result again keeps its template */
+        p.chat_template = NULL;
+        if (st == TD_OK) st = td_gguf_convert(out, again, &p);
+        td_gguf *g;
+        if (st != TD_OK || td_gguf_open(again, &g) != TD_OK) continue;
+        char *tmpl = NULL;
+        const char *s, *why;
+        size_t len;
+        if (td_gguf_get_str(g, "tokenizer.chat_template", &s, &len) == TD_OK && (tmpl = malloc(len + 1))) {
+            memcpy(tmpl, s, len);
+            tmpl[len] = '\0';
+        }
+        TD_CHECKF(tmpl && strcmp(tmpl, td_template_jinja(cases[k].want)) == 0, "case %zu: not tandem's %s template",
+                  k, td_template_name(cases[k].want));
+        TD_CHECK(tmpl && td_template_detect(tmpl, NULL, &why) == cases[k].want);
+        free(tmpl);
+        td_gguf_close(g);
+    }
+    td_convert_params p = {.mode = TD_CONVERT_Q8_0, .chat_template = "raw", .model = {.quiet = true}};
+    TD_CHECK(td_gguf_convert(from, out, &p) == TD_E_ARG && strstr(td_errmsg(), "v3.1"));
+    unlink(out);
+    unlink(again);
+}
+
 int main(void)
 {
     if (!td_path_exists(td_test_fixture("safetensors/tiny-dsv3-bf16"))) return td_test_skip("fixtures not found");
@@ -379,6 +467,8 @@ int main(void)
     test_tokenizer();
     test_bad_tokenizers();
     test_mtp_and_split();
+    test_tokenizer_required();
+    test_chat_template();
     rmdir(td_test_tmpdir());
     return td_test_finish();
 }

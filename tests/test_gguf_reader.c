@@ -423,12 +423,13 @@ static void test_unsupported_types(void)
 
 /* ------------------------------------------------------------------ split files */
 
-/* Part p (0-based) of n: split keys, one tensor "t<p>" (name overridable) of 32 F32. */
-static void write_part(const char *dir, const char *stem, int p, int n, int64_t split_no, int64_t tensors_total,
-                       const char *tname)
+/* Part p (0-based) of n: split keys, one tensor "t<p>" (name overridable) of 32 F32, and the set identity
+ * when set_id is not NULL (llama.cpp's gguf-split writes none). */
+static void write_part_id(const char *dir, const char *stem, int p, int n, int64_t split_no, int64_t tensors_total,
+                          const char *tname, const char *set_id)
 {
     buf b = {0};
-    int n_kv = p == 0 ? 4 : 3;
+    int n_kv = (p == 0 ? 4 : 3) + (set_id != NULL);
     put_header(&b, 3, 1, (uint64_t)n_kv);
     if (p == 0) {
         put_key(&b, "general.architecture", 8);
@@ -440,6 +441,10 @@ static void write_part(const char *dir, const char *stem, int p, int n, int64_t 
     put_u16(&b, (uint16_t)n);
     put_key(&b, "split.tensors.count", 5);
     put_u32(&b, (uint32_t)tensors_total);
+    if (set_id) {
+        put_key(&b, TD_GGUF_SPLIT_SET_ID, 8);
+        put_str(&b, set_id);
+    }
     char name[32];
     snprintf(name, sizeof name, "t%d", p);
     tinfo t = {tname ? tname : name, 1, {32}, 0, 0};
@@ -450,6 +455,87 @@ static void write_part(const char *dir, const char *stem, int p, int n, int64_t 
     snprintf(path, sizeof path, "%s/%s-%05d-of-%05d.gguf", dir, stem, p + 1, n);
     TD_CHECK(td_test_write_file(path, b.p, b.n));
     free(b.p);
+}
+
+static void write_part(const char *dir, const char *stem, int p, int n, int64_t split_no, int64_t tensors_total,
+                       const char *tname)
+{
+    write_part_id(dir, stem, p, n, split_no, tensors_total, tname, NULL);
+}
+
+/* The parts of a set must agree on split.tensors.count and on the set identity (present in all or none). */
+static void test_split_belonging(void)
+{
+    const char *dir = td_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/s-00001-of-00003.gguf", dir);
+    static const struct {
+        const char *id[3];
+        int64_t count[3];
+        const char *refusal; /* NULL: opens */
+    } cases[] = {
+        {{"00000000000000aa", "00000000000000aa", "00000000000000aa"}, {3, 3, 3}, NULL},
+        {{NULL, NULL, NULL}, {3, 3, 3}, NULL}, /* llama.cpp's gguf-split */
+        {{"00000000000000aa", "00000000000000bb", "00000000000000aa"}, {3, 3, 3}, "another set"},
+        {{"00000000000000aa", "00000000000000aa", NULL}, {3, 3, 3}, "another set"},
+        {{NULL, "00000000000000aa", NULL}, {3, 3, 3}, "another set"},
+        {{"00000000000000aa", "00000000000000aa", "00000000000000aa"}, {3, 4, 3}, "split.tensors.count = 4"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        for (int p = 0; p < 3; p++) write_part_id(dir, "s", p, 3, p, cases[k].count[p], NULL, cases[k].id[p]);
+        td_gguf *g = NULL;
+        td_status st = td_gguf_open(path, &g);
+        if (!cases[k].refusal) {
+            TD_CHECKF(st == TD_OK && td_gguf_tensor_count(g) == 3, "case %zu: %s", k, td_errmsg());
+        } else {
+            TD_CHECKF(st == TD_E_FORMAT && !g && strstr(td_errmsg(), cases[k].refusal), "case %zu: %s", k,
+                      st == TD_OK ? "opened" : td_errmsg());
+        }
+        td_gguf_close(g);
+    }
+    for (int p = 1; p <= 3; p++) {
+        snprintf(path, sizeof path, "%s/s-%05d-of-00003.gguf", dir, p);
+        remove(path);
+    }
+}
+
+/* The same checks on parts held in memory (what the fuzz target drives). */
+static void test_split_memory(void)
+{
+    const char *dir = td_test_tmpdir();
+    char path[512];
+    char *data[3] = {NULL, NULL, NULL};
+    uint64_t size[3];
+    static const char *const ids[2][3] = {{"00000000000000aa", "00000000000000aa", "00000000000000aa"},
+                                          {"00000000000000aa", "00000000000000cc", "00000000000000aa"}};
+    for (int k = 0; k < 2; k++) {
+        for (int p = 0; p < 3; p++) {
+            write_part_id(dir, "mem", p, 3, p, 3, NULL, ids[k][p]);
+            snprintf(path, sizeof path, "%s/mem-%05d-of-00003.gguf", dir, p + 1);
+            td_free(data[p]);
+            TD_CHECK(td_read_text_file(path, 1u << 20, &data[p], &size[p]) == TD_OK);
+            remove(path);
+            if (!data[p]) return;
+        }
+        const uint8_t *parts[3] = {(uint8_t *)data[0], (uint8_t *)data[1], (uint8_t *)data[2]};
+        td_gguf *g = NULL;
+        td_status st = td_gguf_open_memory_parts(parts, size, 3, "mem.gguf", &g);
+        if (k == 0) {
+            TD_CHECKF(st == TD_OK && td_gguf_file_count(g) == 3 && td_gguf_tensor_count(g) == 3, "%s", td_errmsg());
+            td_gguf_close(g);
+            const uint8_t *swapped[3] = {parts[1], parts[0], parts[2]};
+            uint64_t swapped_size[3] = {size[1], size[0], size[2]};
+            TD_CHECK(td_gguf_open_memory_parts(swapped, swapped_size, 3, "mem.gguf", &g) == TD_E_FORMAT &&
+                     strstr(td_errmsg(), "split.no"));
+            /* one part of three, alone */
+            TD_CHECK(td_gguf_open_memory_parts(parts + 1, size + 1, 1, "mem.gguf", &g) == TD_E_FORMAT && !g);
+            TD_CHECK(td_gguf_open_memory(parts[1], size[1], "mem.gguf", &g) == TD_OK); /* a single image */
+            td_gguf_close(g);
+        } else {
+            TD_CHECK(st == TD_E_FORMAT && !g && strstr(td_errmsg(), "another set"));
+        }
+    }
+    for (int p = 0; p < 3; p++) td_free(data[p]);
 }
 
 static void test_split(void)
@@ -543,6 +629,8 @@ int main(void)
     test_bad_tensors();
     test_unsupported_types();
     test_split();
+    test_split_belonging();
+    test_split_memory();
     test_oom();
     rmdir(td_test_tmpdir());
     return td_test_finish();

@@ -4,10 +4,14 @@
 
 #include "td_alloc.h"
 #include "td_gguf_write.h"
+#include "td_mmap.h"
 
+#include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *tmp_path(const char *name)
@@ -110,7 +114,10 @@ static void test_round_trip(void)
         check_contents(g);
         td_gguf_close(g);
     }
-    TD_CHECK(access(tmp_path("one.gguf.tmp"), F_OK) != 0); /* renamed into place */
+    struct stat sb;
+    mode_t mask = umask(022);
+    umask(mask);
+    TD_CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == (0666 & ~mask)); /* not mkstemp's 0600 */
     /* a larger alignment is written as general.alignment */
     td_gguf_write_params p = {.alignment = 4096};
     TD_CHECK(td_gguf_write(w, path, &p) == TD_OK);
@@ -159,6 +166,180 @@ static void test_split_and_sparse(void)
     p = (td_gguf_write_params){.parts = 4};
     TD_CHECK(td_gguf_write(w, stem, &p) == TD_E_ARG); /* more parts than tensors */
     td_gguf_writer_free(w);
+}
+
+/* ------------------------------------------------------------------ failures, signals, mixed sets */
+
+/* Files in the test folder whose names contain `part`. */
+static int count_files(const char *part)
+{
+    DIR *d = opendir(td_test_tmpdir());
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+static char *read_all(const char *path, uint64_t *len)
+{
+    char *p = NULL;
+    return td_read_text_file(path, 1u << 20, &p, len) == TD_OK ? p : NULL;
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    uint64_t na = 0, nb = 0;
+    char *pa = read_all(a, &na), *pb = read_all(b, &nb);
+    bool same = pa && pb && na == nb && memcmp(pa, pb, (size_t)na) == 0;
+    td_free(pa);
+    td_free(pb);
+    return same;
+}
+
+/* The set identity of one part, read back. */
+static bool part_set_id(const char *stem, int no, int count, char *out, size_t cap)
+{
+    char path[600];
+    td_gguf_split_path(stem, no, count, path, sizeof path);
+    uint64_t len = 0;
+    uint8_t *buf = (uint8_t *)read_all(path, &len);
+    td_gguf *g = NULL;
+    bool ok = buf && td_gguf_open_memory(buf, len, path, &g) == TD_OK &&
+              td_gguf_get_str_copy(g, TD_GGUF_SPLIT_SET_ID, out, cap) == TD_OK;
+    td_gguf_close(g);
+    td_free(buf);
+    return ok;
+}
+
+/* A fill that fails (or raises a signal) when it reaches the tensor named in ctx. */
+typedef struct {
+    int64_t ne0;
+    int sig; /* 0: fail with an error */
+} trap_ctx;
+
+static td_status fill_trap(void *ctx, int64_t row0, int64_t nrows, uint8_t *dst)
+{
+    const trap_ctx *t = ctx;
+    (void)row0;
+    (void)nrows;
+    (void)dst;
+    if (t->sig) raise(t->sig);
+    return td_fail(TD_E_IO, "disk full (simulated)");
+}
+
+/* A writer like make_writer() whose last tensor (in the last part of a 3-way split) traps. */
+static td_gguf_writer *make_trapped_writer(trap_ctx *trap)
+{
+    td_gguf_writer *w = make_writer();
+    if (!w) return NULL;
+    int64_t ne[2] = {64, 2};
+    TD_CHECK(td_gguf_add_tensor_fn(w, "zz.last.weight", 8, 2, ne, fill_trap, trap) == TD_OK);
+    return w;
+}
+
+static void remove_set(const char *stem, int count)
+{
+    for (int i = 1; i <= count; i++) {
+        char f[600];
+        td_gguf_split_path(stem, i, count, f, sizeof f);
+        unlink(f);
+    }
+}
+
+/* Only whole sets are renamed into place: a write that fails in its last part leaves the previous set as
+ * it was, with no temporary file; an injected full disk does the same; the identity tells sets apart. */
+static void test_failed_split_keeps_old_set(void)
+{
+    char stem[512], other[512], again[512]; /* (tmp_path's buffers are reused) */
+    snprintf(stem, sizeof stem, "%s", tmp_path("keep.gguf"));
+    snprintf(other, sizeof other, "%s", tmp_path("other.gguf"));
+    snprintf(again, sizeof again, "%s", tmp_path("again.gguf"));
+    td_gguf_write_params p = {.parts = 3};
+    td_gguf_writer *w = make_writer();
+    if (!w) return;
+    TD_CHECKF(td_gguf_write(w, stem, &p) == TD_OK, "%s", td_errmsg());
+    TD_CHECK(td_gguf_write(w, again, &p) == TD_OK);
+    char id0[32] = "", id[32] = "";
+    TD_CHECK(part_set_id(stem, 1, 3, id0, sizeof id0) && strlen(id0) == 16);
+    for (int i = 2; i <= 3; i++) TD_CHECK(part_set_id(stem, i, 3, id, sizeof id) && strcmp(id, id0) == 0);
+    char a[600], b[600];
+    for (int i = 1; i <= 3; i++) { /* the same write, the same bytes (identity included) */
+        td_gguf_split_path(stem, i, 3, a, sizeof a);
+        td_gguf_split_path(again, i, 3, b, sizeof b);
+        TD_CHECK(same_file(a, b));
+    }
+
+    trap_ctx trap = {.ne0 = 64};
+    td_gguf_writer *bad = make_trapped_writer(&trap);
+    if (!bad) goto done;
+    TD_CHECK(td_gguf_write(bad, stem, &p) == TD_E_IO && strstr(td_errmsg(), "disk full (simulated)"));
+    for (int i = 1; i <= 3; i++) {
+        td_gguf_split_path(stem, i, 3, a, sizeof a);
+        td_gguf_split_path(again, i, 3, b, sizeof b);
+        TD_CHECKF(same_file(a, b), "part %d changed by a failed write", i);
+    }
+    TD_CHECK(count_files(".tmp.") == 0);
+    /* a full disk, injected part-way through the second part */
+    p.fail_after_bytes = 700;
+    TD_CHECK(td_gguf_write(w, stem, &p) == TD_E_IO && strstr(td_errmsg(), "injected"));
+    TD_CHECK(count_files(".tmp.") == 0);
+    p.fail_after_bytes = 0;
+
+    /* another set (one more tensor): another identity; one of its parts among ours is refused */
+    td_gguf_writer *w2 = make_writer();
+    int64_t ne[2] = {64, 2};
+    TD_CHECK(w2 && td_gguf_add_tensor_fn(w2, "zz.last.weight", 8, 2, ne, fill_q8, &q8_ne[0]) == TD_OK);
+    TD_CHECK(w2 && td_gguf_write(w2, other, &p) == TD_OK);
+    TD_CHECK(part_set_id(other, 1, 3, id, sizeof id) && strcmp(id, id0) != 0);
+    td_gguf_split_path(other, 3, 3, a, sizeof a);
+    td_gguf_split_path(stem, 3, 3, b, sizeof b);
+    TD_CHECK(rename(a, b) == 0);
+    td_gguf *g = NULL;
+    td_gguf_split_path(stem, 1, 3, a, sizeof a);
+    TD_CHECKF(td_gguf_open(a, &g) == TD_E_FORMAT && !g && strstr(td_errmsg(), "another set"), "%s", td_errmsg());
+    td_gguf_writer_free(w2);
+    td_gguf_writer_free(bad);
+
+done:
+    remove_set(stem, 3);
+    remove_set(other, 3);
+    remove_set(again, 3);
+    td_gguf_writer_free(w);
+}
+
+/* SIGINT or SIGTERM in the middle of a write: the process ends by the signal, its temporary files are
+ * gone, and the previous output is whole. */
+static void test_signal_removes_temporaries(void)
+{
+    char stem[512];
+    snprintf(stem, sizeof stem, "%s", tmp_path("sig.gguf"));
+    td_gguf_write_params p = {.parts = 3};
+    td_gguf_writer *w = make_writer();
+    if (!w) return;
+    TD_CHECK(td_gguf_write(w, stem, &p) == TD_OK);
+    td_gguf_writer_free(w);
+    char first[600];
+    td_gguf_split_path(stem, 1, 3, first, sizeof first);
+    static const int sigs[2] = {SIGTERM, SIGINT};
+    for (int k = 0; k < 2; k++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            trap_ctx trap = {.ne0 = 64, .sig = sigs[k]};
+            td_gguf_writer *bad = make_trapped_writer(&trap);
+            td_gguf_write_params q = {.parts = 3, .remove_on_signal = true};
+            if (bad) td_gguf_write(bad, stem, &q);
+            _exit(3); /* not reached: the signal ends the child */
+        }
+        int status = 0;
+        TD_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+        TD_CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == sigs[k], "signal %d: status %#x", sigs[k], status);
+        TD_CHECKF(count_files(".tmp.") == 0, "signal %d left temporary files", sigs[k]);
+        td_gguf *g = NULL;
+        TD_CHECKF(td_gguf_open(first, &g) == TD_OK, "%s", td_errmsg());
+        td_gguf_close(g);
+    }
+    remove_set(stem, 3);
 }
 
 /* Every metadata value and tensor of a fixture, copied through the writer, comes back byte for byte. */
@@ -217,7 +398,7 @@ static void test_refusals(void)
     const char *path = tmp_path("fail.gguf");
     TD_CHECK(td_gguf_write(w, path, NULL) == TD_E_IO && strstr(td_errmsg(), "'bad'") &&
              strstr(td_errmsg(), "source went away"));
-    TD_CHECK(access(path, F_OK) != 0 && access(tmp_path("fail.gguf.tmp"), F_OK) != 0); /* nothing left behind */
+    TD_CHECK(access(path, F_OK) != 0 && count_files(".tmp.") == 0); /* nothing left behind */
     TD_CHECK(td_gguf_write(w, "/nonexistent-dir/x.gguf", NULL) == TD_E_IO && strstr(td_errmsg(), "nonexistent"));
     td_gguf_writer_free(w);
 }
@@ -289,6 +470,8 @@ int main(void)
 {
     test_round_trip();
     test_split_and_sparse();
+    test_failed_split_keeps_old_set();
+    test_signal_removes_temporaries();
     test_copy_fixture();
     test_refusals();
     test_descriptor_and_special_targets();

@@ -6,6 +6,7 @@
 #include "td_dequant.h"
 #include "td_float.h"
 #include "td_quant.h"
+#include "td_quant_dot.h"
 #include "td_safetensors.h"
 
 #include <float.h>

@@ -251,6 +251,7 @@ static void td_test_bad_params(void)
 {
     td_sampler_params bad[] = {
         {.temperature = NAN, .top_p = 1},
+        {.temperature = -1, .top_p = 1},
         {.temperature = 1e9, .top_p = 1},
         {.temperature = 1, .top_k = -1, .top_p = 1},
         {.temperature = 1, .top_p = 0},
@@ -266,6 +267,33 @@ static void td_test_bad_params(void)
     TD_CHECK(td_sampler_create(0, NULL, &s) == TD_E_ARG);
 }
 
+/* The one check of sampling values that the command-line flags and chat's /set share. */
+static void td_test_params_set(void)
+{
+    td_sampler_params p = td_sampler_greedy();
+    TD_CHECK(td_sampler_params_set(&p, "temp", "0.7") == TD_OK && p.temperature == 0.7);
+    TD_CHECK(td_sampler_params_set(&p, "temperature", "0") == TD_OK && p.temperature == 0);
+    TD_CHECK(td_sampler_params_set(&p, "top-k", "40") == TD_OK && p.top_k == 40);
+    TD_CHECK(td_sampler_params_set(&p, "top_p", "0.9") == TD_OK && p.top_p == 0.9);
+    TD_CHECK(td_sampler_params_set(&p, "min-p", "0.05") == TD_OK && p.min_p == 0.05);
+    TD_CHECK(td_sampler_params_set(&p, "seed", "18446744073709551615") == TD_OK && p.seed == UINT64_MAX);
+    td_sampler_params before = p;
+    static const char *const bad[][2] = {
+        {"temp", "-1"},  {"temp", "nan"},  {"temp", "101"},   {"temp", "abc"}, {"temp", ""},
+        {"top_k", "-4"}, {"top_k", "2.5"}, {"top_k", "1e99"}, {"top_p", "0"},  {"top_p", "1.5"},
+        {"min_p", "1"},  {"min_p", "-0.1"}, {"seed", "-1"},   {"seed", "x"},   {"seed", "18446744073709551616"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        td_status st = td_sampler_params_set(&p, bad[i][0], bad[i][1]);
+        TD_CHECKF(st == TD_E_ARG && td_errmsg()[0], "%s %s gave %d", bad[i][0], bad[i][1], (int)st);
+        TD_CHECKF(memcmp(&p, &before, sizeof p) == 0, "%s %s changed the parameters", bad[i][0], bad[i][1]);
+    }
+    TD_CHECK(td_sampler_params_set(&p, "tmp", "1") == TD_E_NOT_FOUND);
+    /* fresh seeds: below 2^53 (exact as JSON numbers), and not the same twice */
+    uint64_t a = td_sampler_random_seed(), b = td_sampler_random_seed();
+    TD_CHECK(a < (1ull << 53) && b < (1ull << 53) && a != b);
+}
+
 int main(void)
 {
     uint64_t rng = 2024;
@@ -278,5 +306,6 @@ int main(void)
     td_test_seeds(&rng);
     td_test_no_alloc(&rng);
     td_test_bad_params();
+    td_test_params_set();
     return td_test_finish();
 }

@@ -1,6 +1,7 @@
 /* The device inventory: hwloc topologies (this machine, synthetic, XML), budgets and caps, described GPUs
  * and hosts, and the bandwidth hook. */
 #include "td_devices.h"
+#include "td_gpu_probe.h"
 #include "td_test.h"
 
 #include <hwloc.h>
@@ -86,7 +87,7 @@ static void test_described_devices(void)
     TD_CHECK(td_devices_detect(&p, &d) == TD_OK && d.gpus[1].reserve == 0 && d.gpus[1].bw_gbps == 936);
 
     /* --gpu-mem with no GPU to cap says how to describe one */
-    td_devices_params none = {.gpu_mem = 24 * GIB, .detect_gpus = true, .gpu_reserve = -1};
+    td_devices_params none = {.gpu_mem = 24 * GIB, .gpu_probe = td_gpu_probe_cuda, .gpu_reserve = -1};
     td_status st = td_devices_detect(&none, &d);
     if (d.n_gpus == 0 || st != TD_OK) /* a machine with a GPU would accept it */
         TD_CHECKF(st == TD_E_ARG && strstr(td_errmsg(), "--gpus 1x24GiB"), "%s", td_errmsg());

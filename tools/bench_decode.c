@@ -147,10 +147,10 @@ static td_status td_bd_decode(const td_bd_opts *o, td_bm *b, uint64_t *rng, td_b
 static td_status td_bd_runs(const td_bd_opts *o, td_bm *b, td_bd_result *r)
 {
     uint64_t rng = 12345;
-    TD_TRY(td_membw_measure(td_engine_cpu(b->engine), td_bm_membw_bytes(b), 10, &r->mb[0]));
+    TD_TRY(td_bm_membw(b, &r->mb[0]));
     r->prefault_s = td_bm_prefault(b);
     TD_TRY(td_bd_decode(o, b, &rng, &r->main));
-    TD_TRY(td_membw_measure(td_engine_cpu(b->engine), td_bm_membw_bytes(b), 10, &r->mb[1]));
+    TD_TRY(td_bm_membw(b, &r->mb[1]));
     r->membw = 0.5 * (r->mb[0].gbps_median + r->mb[1].gbps_median);
     if (o->handoff) {
         TD_TRY(td_bm_reopen(b, TD_MOE_ASYNC_ON));

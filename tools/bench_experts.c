@@ -43,16 +43,20 @@ static void td_bx_help(void)
            "Last line: JSON with gbps, membw_gbps, ratio, tflops.\n\n"
            "  --type T      q4_k (default), q5_k, q6_k, q8_0, q2_k, q3_k, iq4_xs, bf16, f16, f32\n"
            "  --tokens N    tokens in the batch (1 = decode; 512, 2048 = prefill); default 1\n"
-           "  --threads N   worker threads (default: all cores)\n"
+           "  --threads N   worker threads (default: %s)\n"
            "  --kernels K   auto (default) | avx2 | avx512 | amx | ref\n"
            "  --experts N   distinct expert weights in memory, 8..256 (default: enough for max(8 x last-level\n"
-           "                cache, 1 GiB)); the 256 routed experts map onto them round-robin, so nothing is\n"
+           "                cache, 1 GiB), within a quarter of the available memory and as many as are made in\n"
+           "                --time); the 256 routed experts map onto them round-robin, so that nothing is\n"
            "                served from cache\n"
            "  --onednn      also time oneDNN's matmul (bf16 and int8) on one expert's shape, M = tokens per expert,\n"
            "                cycling over weights that come from memory: the library anchor\n"
-           "  --membw-size B  buffer of the bandwidth probe (default: max(8 x last-level cache, 1 GiB))\n"
-           "  --time S      seconds of timed iterations (default 3)\n"
-           "  --iters N     at most N timed iterations (default 1000)\n");
+           "  --membw-size B  buffer of the bandwidth probe (default: max(8 x last-level cache, 1 GiB), within a\n"
+           "                quarter of the available memory and what is filled in 40%% of --time)\n"
+           "  --time S      seconds per measurement: each bandwidth probe (before and after), making the\n"
+           "                weights, and the timed iterations (default 3)\n"
+           "  --iters N     at most N timed iterations (default 1000)\n",
+           td_cli_threads_default());
 }
 
 static int td_bx_parse(int argc, char **argv, td_bx_opts *o)
@@ -83,7 +87,7 @@ static int td_bx_parse(int argc, char **argv, td_bx_opts *o)
         } else if (td_args_is(&a, "--tokens")) {
             if (!(v = td_args_value(&a)) || !td_parse_i64(&a, v, 1, 65536, &o->tokens)) return 2;
         } else if (td_args_is(&a, "--threads")) {
-            if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, 0, 4096, &o->threads)) return 2;
+            if (!(v = td_args_value(&a)) || !td_parse_threads(&a, v, &o->threads)) return 2;
         } else if (td_args_is(&a, "--experts")) {
             if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, TD_BX_TOPK, TD_BX_EXPERTS, &o->experts)) return 2;
         } else if (td_args_is(&a, "--iters")) {
@@ -105,18 +109,6 @@ static int td_bx_parse(int argc, char **argv, td_bx_opts *o)
     return -1;
 }
 
-static uint64_t td_bx_mem_available(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    unsigned long long kb = 0;
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
-    fclose(f);
-    return (uint64_t)kb * 1024;
-}
-
 /* The distinct expert weights: one buffer each (gate, up, down back to back), filled in parallel. */
 typedef struct td_bx_weights {
     int n;
@@ -125,6 +117,7 @@ typedef struct td_bx_weights {
     td_ffn_weights *phys;  /* [n] */
     uint64_t expert_bytes;
     uint64_t seed;
+    int fill_lo, fill_hi;  /* the experts being filled */
 } td_bx_weights;
 
 static void td_bx_fill_task(const td_pool_task *t, void *arg)
@@ -133,35 +126,58 @@ static void td_bx_fill_task(const td_pool_task *t, void *arg)
     const td_type_traits *tt = td_type_info(w->type);
     size_t chunk = ((size_t)1 << 20) / (size_t)tt->block_bytes * (size_t)tt->block_bytes; /* whole blocks */
     size_t per = (size_t)w->expert_bytes, chunks = (per + chunk - 1) / chunk;
-    for (size_t i = (size_t)t->ith; i < (size_t)w->n * chunks; i += (size_t)t->nth) {
-        size_t e = i / chunks, c0 = (i % chunks) * chunk, len = per - c0 < chunk ? per - c0 : chunk;
+    size_t n = (size_t)(w->fill_hi - w->fill_lo);
+    for (size_t i = (size_t)t->ith; i < n * chunks; i += (size_t)t->nth) {
+        size_t e = (size_t)w->fill_lo + i / chunks, c0 = (i % chunks) * chunk;
+        size_t len = per - c0 < chunk ? per - c0 : chunk;
         td_randw_fill(w->type, w->buf[e] + c0, len, w->seed + e, c0 / (size_t)tt->block_bytes);
     }
 }
 
-static td_status td_bx_weights_make(td_bx_weights *w, int n, td_type type, int threads, uint64_t seed)
+static td_status td_bx_weights_alloc(td_bx_weights *w, int e)
 {
-    *w = (td_bx_weights){.n = n, .type = type, .seed = seed};
+    size_t up_row = td_type_row_bytes(w->type, TD_BX_HIDDEN), down_row = td_type_row_bytes(w->type, TD_BX_WIDTH);
+    uint8_t *b = w->buf[e] = td_malloc_aligned((size_t)w->expert_bytes, 4096);
+    if (!b) return td_fail(TD_E_NOMEM, "out of memory for expert %d of %.1f MiB (lower --experts)", e,
+                           (double)w->expert_bytes / (1 << 20));
+    size_t mat = (size_t)TD_BX_WIDTH * up_row;
+    td_type type = w->type;
+    w->phys[e].gate = (td_matrix){type, TD_BX_WIDTH, TD_BX_HIDDEN, b, up_row, NULL, 0, 0, 0, {0, 0}, "gate"};
+    w->phys[e].up = (td_matrix){type, TD_BX_WIDTH, TD_BX_HIDDEN, b + mat, up_row, NULL, 0, 0, 0, {0, 0}, "up"};
+    w->phys[e].down =
+        (td_matrix){type, TD_BX_HIDDEN, TD_BX_WIDTH, b + 2 * mat, down_row, NULL, 0, 0, 0, {0, 0}, "down"};
+    return TD_OK;
+}
+
+/* Up to n experts; with seconds > 0, as many as the machine fills in about that time (top-k at least):
+ * random quantized weights are slow to make, and a short run should stay short. */
+static td_status td_bx_weights_make(td_bx_weights *w, int n, td_type type, int threads, uint64_t seed, double seconds)
+{
+    *w = (td_bx_weights){.type = type, .seed = seed};
     size_t up_row = td_type_row_bytes(type, TD_BX_HIDDEN), down_row = td_type_row_bytes(type, TD_BX_WIDTH);
     w->expert_bytes = 2ull * TD_BX_WIDTH * up_row + (uint64_t)TD_BX_HIDDEN * down_row;
     w->buf = td_calloc((size_t)n, sizeof *w->buf);
     w->phys = td_calloc((size_t)n, sizeof *w->phys);
     if (!w->buf || !w->phys) return td_fail(TD_E_NOMEM, "out of memory");
-    for (int e = 0; e < n; e++) {
-        uint8_t *b = w->buf[e] = td_malloc_aligned((size_t)w->expert_bytes, 4096);
-        if (!b) return td_fail(TD_E_NOMEM, "out of memory for %d experts of %.1f MiB (lower --experts)", n,
-                               (double)w->expert_bytes / (1 << 20));
-        size_t mat = (size_t)TD_BX_WIDTH * up_row;
-        w->phys[e].gate = (td_matrix){type, TD_BX_WIDTH, TD_BX_HIDDEN, b, up_row, NULL, 0, 0, 0, {0, 0}, "gate"};
-        w->phys[e].up = (td_matrix){type, TD_BX_WIDTH, TD_BX_HIDDEN, b + mat, up_row, NULL, 0, 0, 0, {0, 0}, "up"};
-        w->phys[e].down = (td_matrix){type, TD_BX_HIDDEN, TD_BX_WIDTH, b + 2 * mat, down_row, NULL, 0, 0, 0, {0, 0}, "down"};
-    }
     td_topo *topo = NULL;
     td_pool *pool = NULL;
     TD_TRY(td_topo_load(NULL, &topo));
     td_pool_params pp = {.n_threads = threads, .topo = topo, .pin = true};
     td_status st = td_pool_create(&pp, &pool);
-    if (st == TD_OK) td_pool_run(pool, td_bx_fill_task, w);
+    double t0 = td_now();
+    int batch = n < TD_BX_TOPK ? n : TD_BX_TOPK;
+    while (st == TD_OK && batch > 0) {
+        for (int e = w->n; e < w->n + batch && st == TD_OK; e++) st = td_bx_weights_alloc(w, e);
+        if (st != TD_OK) break;
+        w->fill_lo = w->n;
+        w->fill_hi = w->n + batch;
+        td_pool_run(pool, td_bx_fill_task, w);
+        w->n += batch;
+        double spent = td_now() - t0, left = seconds - spent;
+        double more = seconds <= 0 ? n : left > 0 ? (double)w->n / spent * left : 0;
+        batch = (int)(more < (double)(n - w->n) ? more : (double)(n - w->n));
+    }
+    for (int e = w->n; e < n; e++) td_free(w->buf[e]); /* one whose batch failed */
     td_pool_free(pool);
     td_topo_free(topo);
     return st;
@@ -206,11 +222,13 @@ static int td_bx_route(const td_bx_opts *o, uint64_t *rng, int32_t *ids, float *
     return n_used;
 }
 
-static int td_bx_default_experts(const td_bx_opts *o, uint64_t llc, uint64_t expert_bytes)
+/* Enough experts for max(8 x last-level cache, 1 GiB), within a quarter of the available memory (the
+ * filling stops early too when it runs out of time: td_bx_weights_make). */
+static int td_bx_default_experts(uint64_t llc, uint64_t expert_bytes, uint64_t avail)
 {
     uint64_t target = 8 * llc > (1ull << 30) ? 8 * llc : (1ull << 30);
+    if (avail && target > avail / 4) target = avail / 4;
     uint64_t n = (target + expert_bytes - 1) / expert_bytes;
-    (void)o;
     return n < TD_BX_TOPK ? TD_BX_TOPK : n > TD_BX_EXPERTS ? TD_BX_EXPERTS : (int)n;
 }
 
@@ -236,25 +254,32 @@ int td_bench_experts(int argc, char **argv)
     uint64_t llc = td_cpu_llc_bytes(cpu);
     size_t up_row = td_type_row_bytes(o.type, H), down_row = td_type_row_bytes(o.type, TD_BX_WIDTH);
     uint64_t expert_bytes = 2ull * TD_BX_WIDTH * up_row + (uint64_t)H * down_row;
-    int n_phys = o.experts ? o.experts : td_bx_default_experts(&o, llc, expert_bytes);
-    uint64_t need = (uint64_t)n_phys * expert_bytes, avail = td_bx_mem_available();
+    uint64_t avail = td_mem_available_bytes();
+    int n_phys = o.experts ? o.experts : td_bx_default_experts(llc, expert_bytes, avail);
+    uint64_t need = (uint64_t)n_phys * expert_bytes;
     if (avail && need > avail / 10 * 8) {
         td_cpu_free(cpu);
         return td_cli_fail(cmd, td_fail(TD_E_NOMEM, "%d experts of %s need %.1f GiB but only %.1f GiB are available; "
                                         "lower --experts", n_phys, td_type_name(o.type), (double)need / (1 << 30),
                                         (double)avail / (1 << 30)));
     }
-    if (need < 4 * llc)
-        fprintf(stderr, "tandem %s: warning: %d experts (%.0f MiB) are less than 4x the last-level cache (%.0f MiB); "
-                "some weights may come from cache\n", cmd, n_phys, (double)need / (1 << 20), (double)llc / (1 << 20));
 
     td_membw_result mb;
-    if ((st = td_membw_measure(cpu, o.membw_size, 10, &mb)) != TD_OK) {
+    td_membw_params mp = {.bytes = o.membw_size, .passes = 10, .seconds = o.seconds};
+    if ((st = td_membw_measure(cpu, &mp, &mb)) != TD_OK) {
         td_cpu_free(cpu);
         return td_cli_fail(cmd, st);
     }
     td_bx_weights w;
-    st = td_bx_weights_make(&w, n_phys, o.type, o.threads, o.seed);
+    int n_wanted = n_phys;
+    st = td_bx_weights_make(&w, n_phys, o.type, o.threads, o.seed, o.experts ? 0 : o.seconds);
+    n_phys = w.n;
+    need = (uint64_t)n_phys * expert_bytes;
+    if (st == TD_OK && need < 4 * llc)
+        fprintf(stderr, "tandem %s: warning: %d experts (%.0f MiB%s) are less than 4x the last-level cache (%.0f MiB); "
+                "some weights may come from cache (--experts N or a longer --time for more)\n", cmd, n_phys,
+                (double)need / (1 << 20), n_phys < n_wanted ? ", as many as --time allows" : "",
+                (double)llc / (1 << 20));
     float *x = td_malloc_aligned((size_t)(N * H) * sizeof(float), 64);
     float *out = td_malloc_aligned((size_t)(N * H) * sizeof(float), 64);
     int32_t *ids = td_malloc((size_t)(N * TD_BX_TOPK) * sizeof(int32_t));
@@ -292,7 +317,7 @@ int td_bench_experts(int argc, char **argv)
     /* the bandwidth again, after: on a shared host it drifts, and the ratio should hold against what the
      * memory gave while the layer ran, not against one moment before it */
     td_membw_result mb_after;
-    if ((st = td_membw_measure(cpu, o.membw_size, 10, &mb_after)) != TD_OK) goto done;
+    if ((st = td_membw_measure(cpu, &mp, &mb_after)) != TD_OK) goto done;
     double membw = 0.5 * (mb.gbps_median + mb_after.gbps_median);
     double gbps = total_bytes / total_t * 1e-9, tflops = total_flops / total_t * 1e-12;
     qsort(times, (size_t)it, sizeof *times, td_cmp_dbl);
@@ -309,8 +334,13 @@ int td_bench_experts(int argc, char **argv)
         printf("shape       hidden %d, expert width %d, %d experts top-%d, %lld token%s; %s weights (%s kernel)\n",
                TD_BX_HIDDEN, TD_BX_WIDTH, TD_BX_EXPERTS, TD_BX_TOPK, (long long)N, N == 1 ? "" : "s",
                td_type_name(o.type), kname);
-        printf("memory      %d distinct experts x %.1f MiB = %.2f GiB (%.0fx LLC)\n", n_phys,
-               (double)expert_bytes / (1 << 20), (double)need / (1 << 30), llc ? (double)need / (double)llc : 0.0);
+        printf("memory      %d distinct experts x %.1f MiB = %.2f GiB (%.1fx LLC%s)\n", n_phys,
+               (double)expert_bytes / (1 << 20), (double)need / (1 << 30), llc ? (double)need / (double)llc : 0.0,
+               n_phys < n_wanted ? "; as many as were made in --time" : "");
+        printf("membw size  %.0f MiB%s\n", (double)mb.bytes / (1 << 20),
+               mb.capped_by ? (strcmp(mb.capped_by, "time") == 0 ? " (as much as was filled in 40% of --time)"
+                                                                   : " (a quarter of the available memory)")
+                            : "");
         printf("membw       %.2f GB/s (mean of the medians of %d passes before, %.2f, and after, %.2f; best %.2f, %s loads)\n",
                membw, mb.passes, mb.gbps_median, mb_after.gbps_median,
                mb.gbps_best > mb_after.gbps_best ? mb.gbps_best : mb_after.gbps_best, mb.isa);
@@ -330,6 +360,7 @@ int td_bench_experts(int argc, char **argv)
     bool dn_ok[2] = {false, false};
     if (o.onednn) {
         uint64_t wb = 4 * llc > (1ull << 30) ? 4 * llc : (1ull << 30);
+        if (avail && wb > avail / 4) wb = avail / 4;
         double secs = o.seconds < 2 ? o.seconds : 2;
         for (int k = 0; k < 2; k++) {
             td_status ds = td_onednn_matmul_bench(per_expert, H, TD_BX_WIDTH, k == 1, wb, secs, &dn[k]);

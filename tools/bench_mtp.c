@@ -5,6 +5,7 @@
 #include "td_alloc.h"
 #include "td_bench.h"
 #include "td_chat_setup.h"
+#include "td_cli_kv.h"
 #include "td_clock.h"
 #include "td_mmap.h"
 
@@ -38,11 +39,12 @@ static void td_bench_mtp_help(void)
            "  --k K            drafts per step, 1..%d (default 1)\n"
            "  --temp T         sampling temperature (default 0: greedy, and the streams are compared)\n"
            "  --kernels K      ref | auto | avx2 | avx512 | amx (default auto)\n"
-           "  --threads N      CPU threads (default: all cores)\n"
+           "  --kv-type T      " TD_KV_TYPE_HELP "\n"
+           "  --threads N      CPU threads (default: %s)\n"
            "  --json           print only the JSON line\n\n"
            "With --simulate-acceptance P (and --synth CONFIG for a synthetic model), the verify schedule runs with\n"
            "the draft forced right at rate P instead: see tandem bench mtp --simulate-acceptance 0.85 --help.\n",
-           TD_MTP_MAX_DRAFTS);
+           TD_MTP_MAX_DRAFTS, td_cli_threads_default());
 }
 
 typedef struct td_mtp_bench {
@@ -52,6 +54,7 @@ typedef struct td_mtp_bench {
     int k, threads;
     double temp;
     td_kernels kernels;
+    td_kv_type kv_type;
     bool json;
     /* the model */
     td_model *model;
@@ -90,7 +93,7 @@ static td_status td_bench_open(td_mtp_bench *b)
     }
     td_engine_params ep = {.kernels = b->kernels, .n_threads = b->threads};
     TD_TRY(td_engine_open(b->model, &ep, &b->engine));
-    td_session_params sp = {.n_ctx = 4096};
+    td_session_params sp = {.n_ctx = 4096, .kv_type = b->kv_type};
     TD_TRY(td_session_create(b->engine, &sp, &b->s));
     td_sampler_params smp = {.temperature = b->temp, .top_p = 1, .seed = 1234};
     TD_TRY(td_sampler_create(V, &smp, &b->smp));
@@ -261,8 +264,8 @@ static void td_bench_report(td_mtp_bench *b, const td_mode_result *plain, const 
     double predicted = tps * costs[0] / (costs[1] + costs[2]);
     int verify = b->k + 1, L = hp->n_layers;
     if (!b->json) {
-        printf("model        %s (%s kernels, %d threads)\n", b->model_path, td_kernels_name(b->kernels),
-               td_cpu_threads(td_engine_cpu(b->engine)));
+        printf("model        %s (%s kernels, %d threads, KV cache %s)\n", b->model_path, td_kernels_name(b->kernels),
+               td_cpu_threads(td_engine_cpu(b->engine)), td_kv_type_name(td_session_kv_type(b->s)));
         printf("prompts      %d%s, %lld tokens each per mode, k = %d, %s\n", b->n_prompts,
                b->own_vocab ? " (fixed token ids: no tokenizer)" : "", (long long)b->tokens, b->k,
                b->temp > 0 ? "sampling" : "greedy");
@@ -303,6 +306,8 @@ static void td_bench_report(td_mtp_bench *b, const td_mode_result *plain, const 
     cJSON_AddStringToObject(j, "model", b->model_path);
     cJSON_AddStringToObject(j, "kernels", td_kernels_name(b->kernels));
     cJSON_AddNumberToObject(j, "threads", td_cpu_threads(td_engine_cpu(b->engine)));
+    cJSON_AddStringToObject(j, "kv_type", td_kv_type_name(td_session_kv_type(b->s)));
+    cJSON_AddNumberToObject(j, "kv_bytes_per_token", (double)td_session_kv_bytes_per_token(b->s));
     cJSON_AddNumberToObject(j, "k", b->k);
     cJSON_AddNumberToObject(j, "prompts", b->n_prompts);
     cJSON_AddNumberToObject(j, "tokens", (double)b->tokens);
@@ -373,11 +378,13 @@ static int td_bench_mtp_parse(int argc, char **argv, td_mtp_bench *b)
         } else if (td_args_is(&a, "--temp")) {
             if (!(v = td_args_value(&a)) || !td_parse_double(&a, v, 0, 100, &b->temp)) return 2;
         } else if (td_args_is(&a, "--threads")) {
-            if (!(v = td_args_value(&a)) || !td_parse_int(&a, v, 0, 4096, &b->threads)) return 2;
+            if (!(v = td_args_value(&a)) || !td_parse_threads(&a, v, &b->threads)) return 2;
         } else if (td_args_is(&a, "--kernels")) {
             if (!(v = td_args_value(&a))) return 2;
             if (!td_kernels_from_name(v, &b->kernels))
                 return td_cli_usage_error("bench mtp", "--kernels: '%s' is not one of ref, auto, avx2, avx512, amx", v);
+        } else if (td_args_is(&a, "--kv-type")) {
+            if (!(v = td_args_value(&a)) || !td_parse_kv_type(&a, v, &b->kv_type)) return 2;
         } else if (td_args_is(&a, "--json")) {
             b->json = true;
         } else {

@@ -84,7 +84,7 @@ int td_bench_prefill(int argc, char **argv)
     double best = INFINITY, prefault = 0;
     int32_t *ids = malloc((size_t)o.tokens * sizeof *ids);
     td_status st = ids ? td_bm_open(&o.m, &b) : td_fail(TD_E_NOMEM, "out of memory");
-    if (st == TD_OK) st = td_membw_measure(td_engine_cpu(b.engine), td_bm_membw_bytes(&b), 10, &mb[0]);
+    if (st == TD_OK) st = td_bm_membw(&b, &mb[0]);
     if (st == TD_OK) {
         uint64_t rng = 777;
         for (int64_t i = 0; i < o.tokens; i++) {
@@ -109,7 +109,7 @@ int td_bench_prefill(int argc, char **argv)
             st = td_prof_snapshot(&b.prof, &keep);
         }
     }
-    if (st == TD_OK) st = td_membw_measure(td_engine_cpu(b.engine), td_bm_membw_bytes(&b), 10, &mb[1]);
+    if (st == TD_OK) st = td_bm_membw(&b, &mb[1]);
     if (st == TD_OK) {
         const td_hparams *hp = &b.model->hp;
         double membw = 0.5 * (mb[0].gbps_median + mb[1].gbps_median), calls = 1;

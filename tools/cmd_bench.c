@@ -12,6 +12,7 @@ static const td_bench td_benches[] = {
     {"experts", td_bench_experts, "routed-expert FFN at DeepSeek-V3 shapes: GB/s vs membw, TFLOP/s"},
     {"decode", td_bench_decode, "whole-model decode tok/s, per-layer split, roofline ratio, memory vs plan"},
     {"prefill", td_bench_prefill, "whole-model prompt processing tok/s, per-layer split"},
+    {"serve", td_bench_serve, "tandem serve's scheduler: tok/s and experts per step at 1, 4, 16 slots; prefix reuse"},
     {"mtp", td_bench_mtp, "decode tok/s with MTP speculative decoding vs plain, acceptance, experts per verify"},
     {NULL, NULL, NULL},
 };

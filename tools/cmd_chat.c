@@ -3,11 +3,13 @@
 #include "td_chat_conv.h"
 #include "td_chat_input.h"
 #include "td_chat_setup.h"
+#include "td_chat_shift.h"
 #include "td_commands.h"
 
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +34,12 @@ typedef struct td_chat {
     bool interactive; /* stdin is a terminal: line editing and history */
     bool color;       /* stdout takes escape codes */
     bool hide_think;
+    bool context_shift; /* drop the oldest turns when the context is full (--no-context-shift: refuse) */
     const char *history; /* NULL: no history file */
     bool have_last;
     td_gen_stats last;
     int64_t turns, answered_tokens;
+    int64_t failed_turns; /* piped chat exits 1 when one failed */
     /* one answer being streamed */
     bool in_think, think_started, dim_on, skip_newlines;
     char last_char;
@@ -46,12 +50,15 @@ static void td_chat_help_cli(void)
     printf("usage: tandem chat [--model M] [options]\n\n"
            "A conversation in the terminal: type a message, get the answer streamed. Line editing and history\n"
            "(kept in $XDG_STATE_HOME/tandem/history or ~/.local/state/tandem/history). Ctrl-C stops an answer,\n"
-           "Ctrl-D quits. Piped input is read one message per line, with plain output (no escape codes) and\n"
-           "the status lines on stderr. Type /help in the chat for its commands.\n\n"
+           "Ctrl-D quits. Piped input is read one message per line, with plain output (no escape codes), the\n"
+           "status lines and errors on stderr, and exit 1 when a turn failed. When the context is full, the\n"
+           "oldest turns are dropped to make room (said on stderr). Type /help in the chat for its commands.\n\n"
            "  --system S           the system prompt\n"
            "  --hide-think         do not show R1/V3.1 reasoning (shown dimmed by default)\n"
            "  --history F          history file (--no-history: keep none)\n"
            "  --plain              no escape codes, even on a terminal\n"
+           "  --no-context-shift   when the context is full, refuse the message (today's /reset advice)\n"
+           "                       instead of dropping the oldest turns (the system prompt always stays)\n"
            "%s",
            td_chat_opts_help());
 }
@@ -149,16 +156,19 @@ static void td_chat_piece(void *user, td_gen_piece kind, const char *s, size_t n
 
 static void td_status_line(td_chat *c, const td_gen_stats *st)
 {
+    const char *full = c->context_shift ? " · context full (the next message drops the oldest turns)"
+                                        : " · context full (/reset)";
     const char *why = st->stop == TD_GEN_STOP_CANCELLED    ? " · stopped"
                       : st->stop == TD_GEN_STOP_MAX_TOKENS ? " · max tokens"
-                      : st->stop == TD_GEN_STOP_CONTEXT    ? " · context full (/reset)"
+                      : st->stop == TD_GEN_STOP_CONTEXT    ? full
                                                            : "";
-    char line[256], cached[48] = "";
+    char line[320], cached[48] = "";
     if (st->reused_tokens) snprintf(cached, sizeof cached, " (+%lld cached)", (long long)st->reused_tokens);
     snprintf(line, sizeof line,
              "[prompt %lld tok%s, %.1f tok/s · answer %lld tok, %.1f tok/s · %lld/%lld tokens of context%s]",
              (long long)st->prompt_tokens, cached, st->prompt_tok_s, (long long)st->gen_tokens, st->decode_tok_s,
-             (long long)st->ctx_used, (long long)st->ctx_size, why);
+             (long long)td_chat_ctx_shown(st->ctx_used, st->ctx_size), (long long)st->ctx_size, why);
+    fflush(stdout); /* the answer before its status line, also when stderr is the same file */
     if (c->color)
         printf(TD_DIM "%s" TD_RESET "\n", line);
     else if (c->interactive)
@@ -168,43 +178,75 @@ static void td_status_line(td_chat *c, const td_gen_stats *st)
     fflush(stdout);
 }
 
+/* Errors go to stderr, never between the answers on stdout. */
+static void td_chat_error(void)
+{
+    fflush(stdout);
+    fprintf(stderr, "error: %s\n", td_errmsg());
+}
+
+static void td_chat_failed(td_chat *c, td_status st)
+{
+    td_chat_error();
+    if (st == TD_E_ARG && !c->context_shift && strstr(td_errmsg(), "context"))
+        fprintf(stderr, "(type /reset to start over)\n");
+    c->failed_turns++;
+}
+
+/* The conversation, ending with the new message, as a prompt that fits the context (dropping the oldest
+ * turns when context shift is on, and saying so). */
+static td_status td_chat_prompt(td_chat *c, td_tokens *prompt)
+{
+    int64_t room = td_chat_answer_room(td_session_ctx(c->rt.session), c->o.max_tokens);
+    int dropped;
+    TD_TRY(td_chat_fit_prompt(&c->rt, &c->conv, room, c->context_shift, prompt, &dropped));
+    if (dropped) {
+        fflush(stdout);
+        fprintf(stderr,
+                "(context full: dropped the %d oldest turn%s to make room%s; --no-context-shift turns this off)\n",
+                dropped, dropped == 1 ? "" : "s", c->conv.system ? ", the system prompt stays" : "");
+    }
+    return TD_OK;
+}
+
+static td_status td_chat_answer(td_chat *c, const td_tokens *prompt, td_gen_stats *gs)
+{
+    td_gen_params p = {.max_tokens = c->o.max_tokens,
+                       .starts_thinking = td_template_starts_thinking(c->rt.tmpl),
+                       .on_text = td_chat_piece,
+                       .user = c,
+                       .cancel = &td_chat_cancel};
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = td_chat_on_sigint;
+    sigemptyset(&sa.sa_mask);
+    td_chat_cancel = 0;
+    sigaction(SIGINT, &sa, &old);
+    td_status st = td_generate(c->rt.gen, prompt->ids, prompt->n, &p, NULL, gs);
+    sigaction(SIGINT, &old, NULL);
+    return st;
+}
+
 /* One turn: the user's line in, the answer streamed out, both kept in the conversation. */
 static void td_chat_turn(td_chat *c, const char *line, size_t len)
 {
-    if (td_conv_add(&c->conv, TD_ROLE_USER, line, len) != TD_OK) {
-        fprintf(stderr, "error: %s\n", td_errmsg());
+    td_status st = td_chat_check_utf8("your message", line, len);
+    if (st == TD_OK) st = td_conv_add(&c->conv, TD_ROLE_USER, line, len);
+    if (st != TD_OK) {
+        td_chat_failed(c, st);
         return;
     }
-    int n;
-    const td_chat_msg *msgs = td_conv_messages(&c->conv, &n);
     td_tokens prompt = {0};
-    td_status st = td_chat_rt_prompt(&c->rt, msgs, n, &prompt);
     td_gen_stats gs;
     c->in_think = c->think_started = c->dim_on = c->skip_newlines = false;
     c->last_char = '\n';
-    if (st == TD_OK) {
-        bool thinking = td_template_starts_thinking(c->rt.tmpl);
-        td_gen_params p = {.max_tokens = c->o.max_tokens,
-                           .starts_thinking = thinking,
-                           .on_text = td_chat_piece,
-                           .user = c,
-                           .cancel = &td_chat_cancel};
-        struct sigaction sa = {0}, old;
-        sa.sa_handler = td_chat_on_sigint;
-        sigemptyset(&sa.sa_mask);
-        td_chat_cancel = 0;
-        sigaction(SIGINT, &sa, &old);
-        st = td_generate(c->rt.gen, prompt.ids, prompt.n, &p, NULL, &gs);
-        sigaction(SIGINT, &old, NULL);
-    }
+    st = td_chat_prompt(c, &prompt);
+    if (st == TD_OK) st = td_chat_answer(c, &prompt, &gs);
     td_tokens_free(&prompt);
     td_dim(c, false);
     if (c->last_char != '\n') td_out_str(c, "\n");
     if (st != TD_OK) {
         td_conv_pop(&c->conv);
-        fflush(stdout);
-        fprintf(stderr, "error: %s\n", td_errmsg());
-        if (st == TD_E_ARG && strstr(td_errmsg(), "context")) fprintf(stderr, "(type /reset to start over)\n");
+        td_chat_failed(c, st);
         return;
     }
     size_t tlen;
@@ -212,7 +254,7 @@ static void td_chat_turn(td_chat *c, const char *line, size_t len)
     if (tlen == 0 && gs.stop == TD_GEN_STOP_CANCELLED)
         td_conv_pop(&c->conv); /* nothing to keep */
     else if (td_conv_add(&c->conv, TD_ROLE_ASSISTANT, text, tlen) != TD_OK)
-        fprintf(stderr, "error: %s\n", td_errmsg());
+        td_chat_error();
     c->last = gs;
     c->have_last = true;
     c->turns++;
@@ -229,6 +271,19 @@ static void td_chat_show_settings(const td_chat *c)
            p->top_k, p->min_p, (unsigned long long)p->seed, (long long)c->o.max_tokens);
 }
 
+/* Complaints about a command go to stderr, like errors, so that stdout holds only answers and output. */
+static void td_chat_complain(const char *fmt, ...) TD_PRINTF(1, 2);
+static void td_chat_complain(const char *fmt, ...)
+{
+    fflush(stdout);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* /set: the sampling values through the same check as the command-line flags, and max. */
 static void td_chat_set(td_chat *c, const char *arg)
 {
     char key[32], val[64], extra;
@@ -237,42 +292,31 @@ static void td_chat_set(td_chat *c, const char *arg)
         return;
     }
     if (sscanf(arg, "%31s %63s %c", key, val, &extra) != 2) {
-        printf("usage: /set temp|top_p|top_k|min_p|seed|max <value>\n");
+        td_chat_complain("usage: /set temp|top_p|top_k|min_p|seed|max <value>");
         return;
     }
-    td_sampler_params p = *td_sampler_params_of(c->rt.sampler);
-    char *end;
-    errno = 0;
-    double v = strtod(val, &end);
-    if (*end || errno || !isfinite(v)) {
-        printf("/set %s: '%s' is not a number\n", key, val);
-        return;
-    }
-    bool whole = v == floor(v);
-    if (strcmp(key, "temp") == 0 || strcmp(key, "temperature") == 0)
-        p.temperature = v;
-    else if (strcmp(key, "top_p") == 0)
-        p.top_p = v;
-    else if (strcmp(key, "min_p") == 0)
-        p.min_p = v;
-    else if (strcmp(key, "top_k") == 0 && whole && v >= 0 && v <= 1e8)
-        p.top_k = (int)v;
-    else if (strcmp(key, "seed") == 0 && whole && v >= 0 && v < 9e18)
-        p.seed = (uint64_t)v;
-    else if (strcmp(key, "max") == 0 && whole && v >= 0 && v <= (1 << 24)) {
-        c->o.max_tokens = (int64_t)v;
-        td_chat_show_settings(c);
-        return;
-    } else if (strcmp(key, "top_k") == 0 || strcmp(key, "seed") == 0 || strcmp(key, "max") == 0) {
-        printf("/set %s: '%s' is not a whole number in range\n", key, val);
-        return;
+    if (strcmp(key, "max") == 0) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (errno || end == val || *end || v < 0 || v > (1 << 24)) {
+            td_chat_complain("/set max: '%s' is not a whole number in 0..%d (0: until EOS or a full context)", val,
+                             1 << 24);
+            return;
+        }
+        c->o.max_tokens = v;
     } else {
-        printf("/set: unknown setting '%s' (temp, top_p, top_k, min_p, seed, max)\n", key);
-        return;
-    }
-    if (td_sampler_set_params(c->rt.sampler, &p) != TD_OK) {
-        printf("/set %s: %s\n", key, td_errmsg());
-        return;
+        td_sampler_params p = *td_sampler_params_of(c->rt.sampler);
+        td_status st = td_sampler_params_set(&p, key, val);
+        if (st == TD_OK) st = td_sampler_set_params(c->rt.sampler, &p);
+        if (st == TD_E_NOT_FOUND) {
+            td_chat_complain("/set: unknown setting '%s' (%s, max)", key, td_sampler_param_names());
+            return;
+        }
+        if (st != TD_OK) {
+            td_chat_complain("/set %s: %s", key, td_errmsg());
+            return;
+        }
     }
     td_chat_show_settings(c);
 }
@@ -316,8 +360,9 @@ static void td_chat_stats(const td_chat *c)
                td_gen_stop_name(s->stop));
     }
     td_chat_mtp_stats(c);
-    printf("context    %lld/%lld tokens\n", (long long)td_generator_ctx_used(c->rt.gen),
-           (long long)td_session_ctx(c->rt.session));
+    printf("context    %lld/%lld tokens, KV cache %s: %lld B/token\n", (long long)td_generator_ctx_used(c->rt.gen),
+           (long long)td_session_ctx(c->rt.session), td_kv_type_name(td_session_kv_type(c->rt.session)),
+           (long long)td_session_kv_bytes_per_token(c->rt.session));
     td_chat_show_settings(c);
 }
 
@@ -337,8 +382,9 @@ static bool td_chat_command(td_chat *c, const char *line)
         td_generator_reset(c->rt.gen);
         printf("(conversation cleared)\n");
     } else if (strcmp(cmd, "/system") == 0) {
-        if (*arg && td_conv_set_system(&c->conv, strcmp(arg, "-") == 0 ? NULL : arg) != TD_OK)
-            printf("error: %s\n", td_errmsg());
+        if (*arg && (td_chat_check_utf8("the system prompt", arg, strlen(arg)) != TD_OK ||
+                     td_conv_set_system(&c->conv, strcmp(arg, "-") == 0 ? NULL : arg) != TD_OK))
+            td_chat_error();
         printf("system prompt: %s\n", c->conv.system ? c->conv.system : "(none)");
     } else if (strcmp(cmd, "/set") == 0) {
         td_chat_set(c, arg);
@@ -347,14 +393,14 @@ static bool td_chat_command(td_chat *c, const char *line)
     } else if (strcmp(cmd, "/save") == 0 || strcmp(cmd, "/load") == 0) {
         bool save = cmd[1] == 's';
         if (!*arg)
-            printf("usage: %s <file>\n", cmd);
+            td_chat_complain("usage: %s <file>", cmd);
         else if ((save ? td_conv_save(&c->conv, arg, td_template_name(c->rt.tmpl)) : td_conv_load(&c->conv, arg)) !=
                  TD_OK)
-            printf("error: %s\n", td_errmsg());
+            td_chat_error();
         else
             printf(save ? "(saved %d turns to %s)\n" : "(loaded %d turns from %s)\n", c->conv.n, arg);
     } else {
-        printf("unknown command %s (type /help)\n", cmd);
+        td_chat_complain("unknown command %s (type /help)", cmd);
     }
     fflush(stdout);
     return true;
@@ -366,6 +412,7 @@ static int td_chat_parse(int argc, char **argv, td_chat *c, const char **system)
 {
     c->o.sampling = (td_sampler_params){.temperature = 0.6, .top_p = 0.95};
     c->o.max_tokens = -1;
+    c->context_shift = true;
     bool no_history = false, plain = false;
     td_args a;
     td_args_init(&a, "chat", argc, argv);
@@ -378,6 +425,8 @@ static int td_chat_parse(int argc, char **argv, td_chat *c, const char **system)
             return 0;
         } else if (td_args_is(&a, "--system")) {
             if (!(*system = td_args_value(&a))) return 2;
+            if (td_chat_check_utf8("--system", *system, strlen(*system)) != TD_OK)
+                return td_cli_usage_error("chat", "%s", td_errmsg());
         } else if (td_args_is(&a, "--hide-think")) {
             c->hide_think = true;
         } else if (td_args_is(&a, "--history")) {
@@ -386,6 +435,8 @@ static int td_chat_parse(int argc, char **argv, td_chat *c, const char **system)
             no_history = true;
         } else if (td_args_is(&a, "--plain")) {
             plain = true;
+        } else if (td_args_is(&a, "--no-context-shift")) {
+            c->context_shift = false;
         } else {
             return td_args_unknown(&a);
         }
@@ -399,10 +450,10 @@ static int td_chat_parse(int argc, char **argv, td_chat *c, const char **system)
         c->history = td_input_history_path(&why);
         if (!c->history) fprintf(stderr, "note: no history file (%s)\n", why);
     }
-    /* the tiny default model: short answers, and a context longer than its 256 trained positions */
-    bool default_model = !c->o.model;
-    if (c->o.max_tokens < 0) c->o.max_tokens = default_model ? 200 : 1024;
-    if (default_model && c->o.ctx == 0) c->o.ctx = 4096;
+    /* the tiny default model gives short answers; the context is the model's (capped at 4096), as in
+     * generate */
+    if (c->o.max_tokens < 0) c->o.max_tokens = c->o.model ? 1024 : 200;
+    td_chat_opts_pick_seed(&c->o, true); /* /set temp can turn sampling on later */
     return -1;
 }
 
@@ -467,5 +518,10 @@ int td_cmd_chat(int argc, char **argv)
     td_input_close(c.in);
     td_chat_rt_close(&c.rt);
     td_conv_free(&c.conv);
+    /* a script learns that a turn failed; at the terminal, the user saw it and leaving is a normal end */
+    if (c.failed_turns && !c.interactive) {
+        fprintf(stderr, "tandem chat: %lld turn%s failed\n", (long long)c.failed_turns, c.failed_turns == 1 ? "" : "s");
+        return 1;
+    }
     return 0;
 }

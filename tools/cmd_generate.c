@@ -2,8 +2,10 @@
 #include "td_alloc.h"
 #include "td_chat_setup.h"
 #include "td_commands.h"
+#include "td_mmap.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,8 +25,11 @@ static void td_generate_help(void)
     printf("usage: tandem generate [--model M] --prompt \"...\" [options]\n\n"
            "Renders the prompt as one user turn in the model's chat format (--template raw: as plain text\n"
            "after BOS), generates, and streams the answer to stdout. Greedy (--temp 0, the default) is\n"
-           "deterministic. With --json, nothing is streamed and stdout is one JSON line: text, tokens,\n"
-           "prompt_tokens, prompt_tok_s, decode_tok_s, mtp, mtp_acceptance, tokens_per_step, mtp_speedup, stop, ...\n\n"
+           "deterministic; sampling (--temp above 0) takes a fresh seed each run unless --seed is given, and\n"
+           "reports it so that --seed repeats the run. With --json, nothing is streamed and stdout is one JSON\n"
+           "line: text, tokens, prompt_tokens, prompt_tok_s, decode_tok_s, seed, mtp, mtp_acceptance,\n"
+           "tokens_per_step, mtp_speedup, stop, min_logit_gap (greedy without MTP: the smallest gap between the\n"
+           "two best logits of any step), ...\n\n"
            "  --prompt P           the prompt text (--prompt-file F reads it from a file, - for stdin)\n"
            "  --system S           a system prompt\n"
            "  --stop S             stop at this text (repeatable, up to %d)\n"
@@ -82,6 +87,13 @@ static int td_generate_parse(int argc, char **argv, td_gen_opts *o)
     }
     if (!o->prompt == !o->prompt_file)
         return td_cli_usage_error("generate", "give exactly one of --prompt and --prompt-file");
+    if (o->prompt_file && td_path_is_dir(o->prompt_file))
+        return td_cli_usage_error("generate", "--prompt-file: %s is a directory; give a text file (or - for stdin)",
+                                  o->prompt_file);
+    if ((o->prompt && td_chat_check_utf8("--prompt", o->prompt, strlen(o->prompt)) != TD_OK) ||
+        (o->system && td_chat_check_utf8("--system", o->system, strlen(o->system)) != TD_OK))
+        return td_cli_usage_error("generate", "%s", td_errmsg());
+    td_chat_opts_pick_seed(&o->c, o->c.sampling.temperature > 0);
     return -1;
 }
 
@@ -89,7 +101,7 @@ static td_status td_read_prompt(const td_gen_opts *o, char **out)
 {
     if (o->prompt) return (*out = td_strdup(o->prompt)) ? TD_OK : td_fail(TD_E_NOMEM, "out of memory");
     FILE *f = strcmp(o->prompt_file, "-") == 0 ? stdin : fopen(o->prompt_file, "rb");
-    if (!f) return td_fail(TD_E_IO, "%s: cannot open the prompt file", o->prompt_file);
+    if (!f) return td_fail(TD_E_IO, "%s: cannot open the prompt file: %s", o->prompt_file, strerror(errno));
     size_t cap = 4096, n = 0, got;
     char *buf = td_malloc(cap);
     while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
@@ -105,23 +117,77 @@ static td_status td_read_prompt(const td_gen_opts *o, char **out)
             cap *= 2;
         }
     }
+    bool read_failed = ferror(f);
+    int err = errno;
     if (f != stdin) fclose(f);
     if (!buf) return td_fail(TD_E_NOMEM, "%s: the prompt is too large (64 MiB at most)", o->prompt_file);
     buf[n] = '\0';
+    td_status st = TD_OK;
+    if (read_failed)
+        st = td_fail(TD_E_IO, "%s: cannot read the prompt file: %s", o->prompt_file, strerror(err));
+    else
+        st = td_chat_check_utf8(o->prompt_file, buf, n);
+    if (st != TD_OK) {
+        td_free(buf);
+        return st;
+    }
     *out = buf;
     return TD_OK;
 }
 
+/* The devices' counters when decoding starts (the first text comes after the prompt and one step), for
+ * the per-token report of --json. */
+typedef struct td_gen_probe {
+    td_engine *e;
+    bool json, started;
+    td_cli_dev_snap at_start, at_first;
+} td_gen_probe;
+
 static void td_gen_stream(void *user, td_gen_piece kind, const char *s, size_t n)
 {
-    (void)user;
+    td_gen_probe *p = user;
     (void)kind;
+    if (!p->started) {
+        td_cli_dev_snap_take(p->e, &p->at_first);
+        p->started = true;
+    }
+    if (p->json) return;
     fwrite(s, 1, n, stdout);
     fflush(stdout);
 }
 
-static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st)
+/* Greedy decoding that also keeps the smallest gap between the two largest logits of any step: how close
+ * the run came to a tie (a test that compares greedy answers across batch sizes needs clear winners). */
+typedef struct td_gap_step {
+    double min_gap;
+} td_gap_step;
+
+static td_status td_step_gap(td_generator *g, void *ctx, int32_t *out, int *n, int max_out)
 {
+    (void)max_out;
+    td_gap_step *gs = ctx;
+    TD_TRY(td_generator_flush_pending(g));
+    const float *logits = td_session_logits(td_generator_session(g));
+    int64_t V = td_sampler_n_vocab(td_generator_sampler(g));
+    float a = -INFINITY, b = -INFINITY;
+    for (int64_t i = 0; i < V; i++) {
+        if (logits[i] > a) {
+            b = a;
+            a = logits[i];
+        } else if (logits[i] > b) {
+            b = logits[i];
+        }
+    }
+    if (a - b < gs->min_gap) gs->min_gap = a - b;
+    out[0] = td_sampler_sample(td_generator_sampler(g), logits);
+    *n = 1;
+    return td_generator_set_pending(g, out, 1);
+}
+
+static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen_stats *st, double min_gap,
+                        const td_gen_probe *probe)
+{
+    char seed[24];
     cJSON *j = cJSON_CreateObject();
     size_t len;
     const char *text = td_generator_text(rt->gen, &len);
@@ -148,10 +214,23 @@ static void td_gen_json(const td_chat_rt *rt, const td_tokens *out, const td_gen
     else
         cJSON_AddNumberToObject(j, "mtp_speedup", ms.speedup);
     cJSON_AddStringToObject(j, "stop", td_gen_stop_name(st->stop));
-    cJSON_AddNumberToObject(j, "ctx_used", (double)st->ctx_used);
+    if (!isnan(min_gap)) cJSON_AddNumberToObject(j, "min_logit_gap", min_gap);
+    /* the seed as written, exact beyond 2^53 (a JSON number through cJSON would be a double) */
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)td_sampler_params_of(rt->sampler)->seed);
+    cJSON_AddRawToObject(j, "seed", seed);
+    cJSON_AddNumberToObject(j, "temp", td_sampler_params_of(rt->sampler)->temperature);
+    cJSON_AddNumberToObject(j, "ctx_used", (double)td_chat_ctx_shown(st->ctx_used, st->ctx_size));
     cJSON_AddNumberToObject(j, "ctx_size", (double)st->ctx_size);
     cJSON_AddStringToObject(j, "template", td_template_name(rt->tmpl));
+    cJSON_AddStringToObject(j, "kv_type", td_kv_type_name(td_session_kv_type(rt->session)));
+    cJSON_AddNumberToObject(j, "kv_bytes_per_token", (double)td_session_kv_bytes_per_token(rt->session));
     cJSON_AddStringToObject(j, "model", rt->model->path);
+    /* where a decoded token's time went, per device, and the GPUs' memory beside the plan's */
+    td_cli_dev_snap end;
+    td_cli_dev_snap_take(rt->engine, &end);
+    td_cli_dev_json(rt->engine, probe->started ? &probe->at_first : &probe->at_start, &end,
+                    probe->started ? st->gen_tokens - 1 : st->gen_tokens, j);
+    td_cli_plan_gpu_mem_json(rt->plan, j);
     char *s = cJSON_PrintUnformatted(j);
     if (s) puts(s);
     free(s);
@@ -167,6 +246,7 @@ int td_cmd_generate(int argc, char **argv)
     char *prompt = NULL;
     td_tokens ids = {0}, out = {0};
     td_gen_stats st;
+    td_gap_step gap = {.min_gap = INFINITY};
     td_status s = td_read_prompt(&o, &prompt);
     if (s == TD_OK)
         s = td_chat_rt_open(&o.c, &rt);
@@ -176,7 +256,9 @@ int td_cmd_generate(int argc, char **argv)
         td_chat_msg msgs[2] = {{TD_ROLE_SYSTEM, o.system ? o.system : ""}, {TD_ROLE_USER, prompt}};
         s = o.system ? td_chat_rt_prompt(&rt, msgs, 2, &ids) : td_chat_rt_prompt(&rt, msgs + 1, 1, &ids);
     }
+    td_gen_probe probe = {.e = rt.engine, .json = o.json};
     if (s == TD_OK) {
+        td_cli_dev_snap_take(rt.engine, &probe.at_start);
         signal(SIGINT, td_gen_on_sigint);
         td_gen_params p = {.max_tokens = o.c.max_tokens,
                            .stop = o.stop,
@@ -184,15 +266,17 @@ int td_cmd_generate(int argc, char **argv)
                            .show_special = o.show_special,
                            .ignore_eos = o.ignore_eos,
                            .starts_thinking = td_template_starts_thinking(rt.tmpl),
-                           .on_text = o.json ? NULL : td_gen_stream,
+                           .on_text = td_gen_stream,
+                           .user = &probe,
                            .cancel = &td_gen_cancel};
+        if (o.json && !rt.mtp && o.c.sampling.temperature <= 0) td_generator_set_step(rt.gen, td_step_gap, &gap);
         s = td_generate(rt.gen, ids.ids, ids.n, &p, &out, &st);
         signal(SIGINT, SIG_DFL);
     }
     if (s != TD_OK) {
         rc = td_cli_fail("generate", s);
     } else if (o.json) {
-        td_gen_json(&rt, &out, &st);
+        td_gen_json(&rt, &out, &st, isinf(gap.min_gap) ? NAN : gap.min_gap, &probe);
         rc = 0;
     } else {
         printf("\n");
@@ -204,10 +288,14 @@ int td_cmd_generate(int argc, char **argv)
         if (rt.mtp && (td_mtp_spec_stats(rt.mtp, &ms), ms.decided))
             snprintf(mtp + strlen(mtp), sizeof mtp - strlen(mtp), ", auto kept %s (MTP %.2fx)",
                      ms.drafting ? "MTP" : "plain decoding", ms.speedup);
+        const td_sampler_params *sp = td_sampler_params_of(rt.sampler);
+        char seed[48] = "";
+        if (sp->temperature > 0) snprintf(seed, sizeof seed, ", seed %llu", (unsigned long long)sp->seed);
         fprintf(stderr,
-                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s%s, %lld/%lld context, stop: %s]\n",
+                "[%lld prompt tokens at %.1f tok/s, %lld generated at %.1f tok/s%s, %lld/%lld context, stop: %s%s]\n",
                 (long long)(st.prompt_tokens + st.reused_tokens), st.prompt_tok_s, (long long)st.gen_tokens,
-                st.decode_tok_s, mtp, (long long)st.ctx_used, (long long)st.ctx_size, td_gen_stop_name(st.stop));
+                st.decode_tok_s, mtp, (long long)td_chat_ctx_shown(st.ctx_used, st.ctx_size), (long long)st.ctx_size,
+                td_gen_stop_name(st.stop), seed);
         rc = 0;
     }
     td_tokens_free(&ids);

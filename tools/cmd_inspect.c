@@ -9,9 +9,9 @@
 #include "td_gguf_model.h"
 #include "td_hf.h"
 #include "td_model.h"
+#include "td_model_format.h"
 
 #include <cjson/cJSON.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,15 +156,8 @@ static td_status td_inspect_gguf(const char *path, const td_model_params *mp, td
 static td_status td_inspect_hf(const char *path, const td_model_params *mp, td_summary *s, td_tensor_dir *dir)
 {
     s->format = "safetensors";
-    if (td_path_is_dir(path)) {
-        TD_TRY(td_hf_load(path, &s->hp, dir));
-    } else {
-        char copy[4096], cfg[4200];
-        snprintf(copy, sizeof copy, "%s", path);
-        snprintf(cfg, sizeof cfg, "%s/config.json", dirname(copy));
-        TD_TRY(td_hparams_load(cfg, &s->hp));
-        TD_TRY(td_hf_load_weights(path, dir, NULL));
-    }
+    if (td_path_is_dir(path)) TD_TRY(td_hf_load(path, &s->hp, dir));
+    else TD_TRY(td_hf_load_file(path, &s->hp, dir));
     if (mp->expert_groups > 0) {
         s->hp.n_group = mp->expert_groups;
         s->hp.topk_group = mp->expert_groups_used;
@@ -316,12 +309,10 @@ int td_cmd_inspect(int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.path = path;
     td_tensor_dir *dir = NULL;
-    td_status st = td_tensor_dir_create(&dir);
-    FILE *f = st == TD_OK && !td_path_is_dir(path) ? fopen(path, "rb") : NULL;
-    char magic[4] = {0};
-    bool gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f) fclose(f);
-    if (st == TD_OK) st = gguf ? td_inspect_gguf(path, &mp, &s) : td_inspect_hf(path, &mp, &s, dir);
+    td_model_format kind;
+    td_status st = td_model_detect(path, &kind);
+    if (st == TD_OK) st = td_tensor_dir_create(&dir);
+    if (st == TD_OK) st = kind == TD_FORMAT_GGUF ? td_inspect_gguf(path, &mp, &s) : td_inspect_hf(path, &mp, &s, dir);
     if (st == TD_OK && mtp_from) st = td_inspect_mtp_from(mtp_from, &s);
     if (st == TD_OK) {
         if (json) td_print_json(&s);

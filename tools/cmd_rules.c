@@ -1,16 +1,19 @@
 /* tandem rules: where each module would go, how many bytes land on each device and NUMA node, the KV
  * cache at the context, the decode speed to expect, and whether it fits, before anything loads. */
 #include "td_cli.h"
+#include "td_cli_kv.h"
 #include "td_roofline.h"
 #include "td_commands.h"
 #include "td_gguf_model.h"
+#include "td_backend_cuda.h"
+#include "td_gpu_probe.h"
 #include "td_hf.h"
+#include "td_model_format.h"
 #include "td_mmap.h"
 #include "td_plan.h"
 
 #include "td_alloc.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +37,16 @@ static void td_rules_help(void)
         "  --assume-type T    q4_k | q4_k_m | q8_0 | bf16 | fp8: plan as if the weights had this type\n"
         "  --no-mtp           leave the MTP block out\n"
         "  --ctx N            tokens of KV cache (default 4096)\n"
-        "  --kv-type T        bf16 (default) | f16 | f32: how the KV cache stores values\n"
+        "  --kv-type T        bf16 (default) | f32: how the KV cache stores values, as the session does\n"
         "  --gpus SPEC        plan for GPUs you describe instead of the ones found: 1x24GiB, 2x24GiB,\n"
         "                     24GiB,12GiB (how to ask \"will it fit on a 24 GB card\" without one)\n"
         "  --gpu-mem SIZE     use at most SIZE of each GPU found (an error when there is none: use --gpus)\n"
-        "  --gpu-reserve SIZE kept free on each GPU for the CUDA context and activations (default 1GiB)\n"
+        "  --gpu-reserve SIZE kept free on each GPU for the CUDA context and activations (default: what the\n"
+        "                     runtime needs for the model, about 1.04 GiB for DeepSeek-V3)\n"
         "  --cpu-mem SIZE     use at most SIZE of host memory (shared by the NUMA nodes by their size)\n"
         "  --cpu-bw GBPS      host memory bandwidth, all nodes together (default 100 GB/s per NUMA node)\n"
-        "  --measure-bw       measure this machine's read bandwidth first (about a second, a 1 GiB buffer)\n"
+        "  --measure-bw       measure this machine's read bandwidth first (about a second, a buffer of up to\n"
+        "                     8x the last-level cache)\n"
         "                     and plan with it; not with --host or --topology, which describe another host\n"
         "  --gpu-bw GBPS      GPU memory bandwidth (default: the driver's figure, else 1000 GB/s)\n"
         "  --host SPEC        plan for a host you describe: 2x384GiB (NUMA nodes x memory each), 768GiB\n"
@@ -80,7 +85,8 @@ static td_status td_rules_measure_bw(const td_rules_opts *o, td_devices *devices
     td_cpu *cpu;
     TD_TRY(td_cpu_create(&cp, &cpu));
     td_membw_result r;
-    td_status st = td_membw_measure(cpu, 0, 5, &r);
+    td_membw_params mp = {.passes = 5, .seconds = 1};
+    td_status st = td_membw_measure(cpu, &mp, &r);
     td_cpu_free(cpu);
     if (st == TD_OK) td_devices_set_cpu_bandwidth(devices, r.gbps_median, TD_BW_MEASURED);
     return st;
@@ -126,10 +132,9 @@ static int td_rules_parse(int argc, char **argv, td_rules_opts *o)
         } else if (td_args_is(&a, "--ctx")) {
             if (!(v = td_args_value(&a)) || !td_parse_i64(&a, v, 1, 1ll << 32, &o->ctx)) return 2;
         } else if (td_args_is(&a, "--kv-type")) {
-            if (!(v = td_args_value(&a))) return 2;
-            if (strcmp(v, "bf16") == 0 || strcmp(v, "f16") == 0) o->kv_bytes = 2;
-            else if (strcmp(v, "f32") == 0) o->kv_bytes = 4;
-            else return td_cli_usage_error("rules", "--kv-type: '%s' is not one of bf16, f16, f32", v);
+            td_kv_type kv;
+            if (!(v = td_args_value(&a)) || !td_parse_kv_type(&a, v, &kv)) return 2;
+            o->kv_bytes = td_kv_type_bytes(kv);
         } else if (td_args_is(&a, "--gpus")) {
             if (!(v = td_args_value(&a))) return 2;
             if (td_devices_parse_gpus(v, &o->dev) != TD_OK) return td_cli_usage_error("rules", "%s", td_errmsg());
@@ -158,32 +163,17 @@ static int td_rules_parse(int argc, char **argv, td_rules_opts *o)
     return -1;
 }
 
-static bool td_is_gguf(const char *path)
-{
-    FILE *f = td_path_is_dir(path) ? NULL : fopen(path, "rb");
-    char magic[4] = {0};
-    bool yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f) fclose(f);
-    return yes;
-}
-
 /* Hyperparameters and tensor directory from headers only: the files are mapped, never read. A GGUF's
  * tensors come under their canonical names, so the planner sees the same directory from either format. */
 static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor_dir **dir, td_gguf **gguf)
 {
+    td_model_format kind;
+    TD_TRY(td_model_detect(path, &kind));
     TD_TRY(td_tensor_dir_create(dir));
     td_status st;
-    if (td_is_gguf(path)) {
-        st = td_gguf_model_open(path, NULL, hp, *dir, gguf);
-    } else if (td_path_is_dir(path)) {
-        st = td_hf_load(path, hp, *dir);
-    } else {
-        char copy[4096], cfg[4200];
-        snprintf(copy, sizeof copy, "%s", path);
-        snprintf(cfg, sizeof cfg, "%s/config.json", dirname(copy));
-        st = td_hparams_load(cfg, hp);
-        if (st == TD_OK) st = td_hf_load_weights(path, *dir, NULL);
-    }
+    if (kind == TD_FORMAT_GGUF) st = td_gguf_model_open(path, NULL, hp, *dir, gguf);
+    else if (kind == TD_FORMAT_HF_DIR) st = td_hf_load(path, hp, *dir);
+    else st = td_hf_load_file(path, hp, *dir);
     if (st != TD_OK) {
         td_tensor_dir_free(*dir);
         *dir = NULL;
@@ -191,10 +181,20 @@ static td_status td_rules_open_model(const char *path, td_hparams *hp, td_tensor
     return st;
 }
 
+/* The overrides are command-line values: a bad one is bad usage (exit 2), like any other bad option. */
+static int td_rules_add_overrides(const td_rules_opts *o, td_rules *rules)
+{
+    for (int i = 0; i < o->n_overrides; i++) {
+        td_status st = td_rules_add_override(rules, o->overrides[i]);
+        if (st == TD_E_NOMEM) return td_cli_fail("rules", st);
+        if (st != TD_OK) return td_cli_usage_error("rules", "%s", td_errmsg());
+    }
+    return 0;
+}
+
 static td_status td_rules_load(const td_rules_opts *o, td_rules **rules)
 {
     TD_TRY(td_rules_create(rules));
-    for (int i = 0; i < o->n_overrides; i++) TD_TRY(td_rules_add_override(*rules, o->overrides[i]));
     if (!o->rules) return TD_OK;
     char buf[4096];
     return td_rules_load_file(*rules, td_rules_resolve_path(o->rules, TANDEM_SOURCE_DIR "/placement_rules", buf, sizeof buf));
@@ -202,10 +202,11 @@ static td_status td_rules_load(const td_rules_opts *o, td_rules **rules)
 
 int td_cmd_rules(int argc, char **argv)
 {
-    td_rules_opts o = {.dev = {.gpu_reserve = -1, .detect_gpus = true}};
+    td_rules_opts o = {.dev = {.gpu_reserve = -1, .gpu_probe = td_gpu_probe_cuda,
+                               .gpu_reserve_fn = td_backend_cuda_reserve_bytes}};
     int rc = td_rules_parse(argc, argv, &o);
     if (rc >= 0) return rc;
-    if (o.gpus_given) o.dev.detect_gpus = false;
+    if (o.gpus_given) o.dev.gpu_probe = NULL;
     td_rules *rules = NULL;
     td_tensor_dir *dir = NULL;
     td_gguf *gguf = NULL;
@@ -213,6 +214,11 @@ int td_cmd_rules(int argc, char **argv)
     td_hparams hp;
     td_devices *devices = td_calloc(1, sizeof *devices);
     td_status st = devices ? td_rules_load(&o, &rules) : td_fail(TD_E_NOMEM, "out of memory");
+    if (st == TD_OK && (rc = td_rules_add_overrides(&o, rules)) != 0) {
+        td_rules_free(rules);
+        td_free(devices);
+        return rc;
+    }
     if (st == TD_OK) st = o.model ? td_rules_open_model(o.model, &hp, &dir, &gguf) : td_hparams_load(o.config, &hp);
     if (st == TD_OK) st = td_devices_detect(&o.dev, devices);
     if (st == TD_OK && o.measure_bw) st = td_rules_measure_bw(&o, devices);
@@ -224,6 +230,7 @@ int td_cmd_rules(int argc, char **argv)
     if (st != TD_OK) {
         rc = td_cli_fail("rules", st);
     } else {
+        td_plan_print_idle_rules(plan, rules, "tandem rules: ", stderr);
         if (o.json) {
             char *s = td_plan_json(plan, rules);
             if (s) puts(s);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Dev-time generator: the IQ formats' lookup grids (numeric data published with ggml, kept in
-../shared/fixtures/gguf/iq_tables.json) -> cpu_kernels/td_iq_tables.{h,c}.
+../shared/fixtures/gguf/iq_tables.json) -> base/td_iq_tables.{h,c}.
 
     tools/gen_iq_tables.py [iq_tables.json] [out_dir]
 
@@ -11,7 +11,7 @@ import json, os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "shared", "fixtures", "gguf", "iq_tables.json")
-OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "cpu_kernels")
+OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "base")
 
 # json name -> (C name, C type, comment)
 TABLES = [

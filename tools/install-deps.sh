@@ -4,7 +4,11 @@
 set -e
 PKGS="build-essential cmake pkg-config git ca-certificates
       libcjson-dev libyaml-dev libpcre2-dev libhwloc-dev libnuma-dev libdnnl-dev libmicrohttpd-dev libedit-dev
-      clang libclang-rt-dev tmux qemu-user"
+      clang libclang-rt-dev tmux qemu-user curl chromium"
+# chromium: the web page test of tandem serve drives it headless (playwright-core, tools/setup-serve-tests.sh).
+# npm fetches llama.cpp for the interop test (tools/setup-llama.sh) and the serve tests' clients; a Node
+# install that has it already stays
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 [ "${TANDEM_DEPS_EXTRA:-}" ] && PKGS="$PKGS $TANDEM_DEPS_EXTRA"
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else

@@ -19,6 +19,7 @@ static const td_command td_commands[] = {
     {"inspect", td_cmd_inspect, "show a model's hyperparameters, tensors and bytes per module"},
     {"bench", td_cmd_bench, "measure memory bandwidth, kernels and the tokenizer"},
     {"convert", td_cmd_convert, "write a GGUF (deepseek2, MLA layout) from an HF model or another GGUF"},
+    {"serve", td_cmd_serve, "serve the model over HTTP: OpenAI and Ollama APIs, a web chat page, /metrics"},
     {"rules", td_cmd_rules, "plan a placement: bytes per device and NUMA node, KV cache, speed, fit"},
     {"synth", td_cmd_synth, "write a GGUF with a real config's shapes and random weights (for benchmarks)"},
 };

@@ -19,5 +19,6 @@ int td_bench_prefill(int argc, char **argv);
 /* bench mtp --simulate-acceptance / --synth (bench_mtp_sim.c) */
 bool td_bench_mtp_simulated(int argc, char **argv);
 int td_bench_mtp_sim_main(int argc, char **argv);
+int td_bench_serve(int argc, char **argv);
 
 #endif

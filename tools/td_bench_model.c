@@ -179,11 +179,16 @@ void td_bm_close(td_bm *b)
     *b = (td_bm){0};
 }
 
-uint64_t td_bm_membw_bytes(const td_bm *b)
+td_status td_bm_membw(const td_bm *b, td_membw_result *out)
 {
-    if (b->o.membw_size) return b->o.membw_size;
-    uint64_t llc8 = 8 * td_cpu_llc_bytes(td_engine_cpu(b->engine)), lo = 1ull << 30, hi = 2ull << 30;
-    return llc8 < lo ? lo : llc8 > hi ? hi : llc8;
+    uint64_t bytes = b->o.membw_size;
+    if (!bytes) {
+        uint64_t llc8 = 8 * td_cpu_llc_bytes(td_engine_cpu(b->engine)), lo = 1ull << 30, hi = 2ull << 30;
+        bytes = llc8 < lo ? lo : llc8 > hi ? hi : llc8;
+    }
+    /* ten passes at most; the time allows them on a slow VM too (filling 2 GiB takes about a second there) */
+    td_membw_params mp = {.bytes = bytes, .passes = 10, .seconds = 4.0};
+    return td_membw_measure(td_engine_cpu(b->engine), &mp, out);
 }
 
 double td_bm_prefault(const td_bm *b)

@@ -9,6 +9,7 @@
 #include "td_cli.h"
 #include "td_engine.h"
 #include "td_plan.h"
+#include "td_roofline.h"
 #include "td_synth.h"
 
 #include <cjson/cJSON.h>
@@ -55,9 +56,9 @@ td_status td_bm_open(const td_bm_opts *o, td_bm *b);
 td_status td_bm_reopen(td_bm *b, td_moe_async mode);
 void td_bm_close(td_bm *b);
 
-/* The bandwidth probe's buffer: --membw-size, else max(8 x last-level cache, 1 GiB) capped at 2 GiB, so
- * that the probe does not push the model's own pages out of memory. */
-uint64_t td_bm_membw_bytes(const td_bm *b);
+/* Read bandwidth in this process. The buffer: --membw-size, else max(8 x last-level cache, 1 GiB) capped at
+ * 2 GiB, so that the probe does not push the model's own pages out of memory. */
+td_status td_bm_membw(const td_bm *b, td_membw_result *out);
 
 /* Touches every page of the model's weights, so that timing starts with them resident. Returns seconds. */
 double td_bm_prefault(const td_bm *b);

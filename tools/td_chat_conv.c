@@ -58,7 +58,24 @@ void td_conv_pop(td_conv *c)
     if (c->n > 0) td_free((char *)c->msgs[--c->n].content);
 }
 
-const td_chat_msg *td_conv_messages(td_conv *c, int *n)
+int td_conv_turns(const td_conv *c)
+{
+    int turns = 0;
+    for (int i = 0; i < c->n; i++) turns += c->msgs[i].role == TD_ROLE_USER;
+    return turns == 0 && c->n > 0 ? 1 : turns;
+}
+
+/* The index of the first message kept when the `drop` oldest turns go. */
+static int td_conv_turn_start(const td_conv *c, int drop)
+{
+    if (drop <= 0) return 0;
+    int users = 0;
+    for (int i = 0; i < c->n; i++)
+        if (c->msgs[i].role == TD_ROLE_USER && users++ == drop) return i;
+    return c->n;
+}
+
+const td_chat_msg *td_conv_messages_without(td_conv *c, int drop, int *n)
 {
     if (!c->view && !(c->view = td_malloc(sizeof *c->view))) {
         *n = 0;
@@ -66,9 +83,22 @@ const td_chat_msg *td_conv_messages(td_conv *c, int *n)
     }
     int k = 0;
     if (c->system) c->view[k++] = (td_chat_msg){TD_ROLE_SYSTEM, c->system};
-    for (int i = 0; i < c->n; i++) c->view[k++] = c->msgs[i];
+    for (int i = td_conv_turn_start(c, drop); i < c->n; i++) c->view[k++] = c->msgs[i];
     *n = k;
     return c->view;
+}
+
+const td_chat_msg *td_conv_messages(td_conv *c, int *n)
+{
+    return td_conv_messages_without(c, 0, n);
+}
+
+void td_conv_drop_oldest(td_conv *c, int drop)
+{
+    int first = td_conv_turn_start(c, drop);
+    for (int i = 0; i < first; i++) td_free((char *)c->msgs[i].content);
+    memmove(c->msgs, c->msgs + first, (size_t)(c->n - first) * sizeof *c->msgs);
+    c->n -= first;
 }
 
 td_status td_conv_save(const td_conv *c, const char *path, const char *template_name)

@@ -27,6 +27,14 @@ void td_conv_pop(td_conv *c);
 /* The messages to render: the system prompt (if any) first. Valid until the next change. */
 const td_chat_msg *td_conv_messages(td_conv *c, int *n);
 
+/* Turns: a user message and the messages after it up to the next user message (messages before the first
+ * user message, as a loaded file may have, belong to the first turn). */
+int td_conv_turns(const td_conv *c);
+/* td_conv_messages without the `drop` oldest turns (the system prompt stays). */
+const td_chat_msg *td_conv_messages_without(td_conv *c, int drop, int *n);
+/* Forgets the `drop` oldest turns; the system prompt stays. */
+void td_conv_drop_oldest(td_conv *c, int drop);
+
 td_status td_conv_save(const td_conv *c, const char *path, const char *template_name);
 /* Replaces c with the file's conversation; c is unchanged on failure. */
 td_status td_conv_load(td_conv *c, const char *path);

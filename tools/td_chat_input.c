@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 struct td_input {
     bool interactive;
@@ -15,6 +17,7 @@ struct td_input {
     char *prompt;
     char *buf; /* the current line */
     size_t cap;
+    pid_t fg_before; /* the terminal's foreground process group before we took it; 0: not taken */
 };
 
 static volatile sig_atomic_t td_input_sigint;
@@ -65,6 +68,31 @@ const char *td_input_history_path(const char **why)
     return path;
 }
 
+/* tcsetpgrp from a process group that is not (or no longer) in the foreground needs SIGTTOU held back. */
+static void td_set_foreground(pid_t pgrp)
+{
+    sigset_t ttou, old;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    sigprocmask(SIG_BLOCK, &ttou, &old);
+    tcsetpgrp(STDIN_FILENO, pgrp);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Under a parent that is not a job-control shell (make, for `make chat`), the chat shares the parent's
+ * process group, and Ctrl-C, which only stops an answer here, reaches the parent too: make then dies with
+ * "Interrupt" however the chat ends. A process group of our own in the terminal's foreground keeps Ctrl-C
+ * to the chat. A shell's job already leads its own group: nothing changes then. Ctrl-Z is ignored, since
+ * such a parent could not resume a stopped chat. */
+static void td_input_own_foreground(td_input *in)
+{
+    pid_t fg = tcgetpgrp(STDIN_FILENO);
+    if (getpgrp() == getpid() || fg != getpgrp() || setpgid(0, 0) != 0) return;
+    td_set_foreground(getpid());
+    in->fg_before = fg;
+    signal(SIGTSTP, SIG_IGN);
+}
+
 td_input *td_input_open(bool interactive, const char *history_path, const char *prompt)
 {
     td_input *in = calloc(1, sizeof *in);
@@ -72,6 +100,7 @@ td_input *td_input_open(bool interactive, const char *history_path, const char *
     in->interactive = interactive;
     in->prompt = strdup(prompt ? prompt : "> ");
     if (!interactive) return in;
+    td_input_own_foreground(in);
     in->el = el_init("tandem", stdin, stdout, stderr);
     in->hist = history_init();
     if (!in->el || !in->hist || !in->prompt) {
@@ -99,6 +128,7 @@ void td_input_close(td_input *in)
     if (!in) return;
     if (in->el) el_end(in->el);
     if (in->hist) history_end(in->hist);
+    if (in->fg_before) td_set_foreground(in->fg_before); /* the terminal back to the parent */
     free(in->history_path);
     free(in->prompt);
     free(in->buf);

@@ -1,5 +1,7 @@
 #include "td_cli.h"
 
+#include "td_topo.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -94,6 +96,37 @@ bool td_parse_int(const td_args *a, const char *s, int lo, int hi, int *out)
     int64_t v;
     if (!td_parse_i64(a, s, lo, hi, &v)) return false;
     *out = (int)v;
+    return true;
+}
+
+int td_cli_cores(void)
+{
+    static int cores = -1;
+    if (cores < 0) {
+        td_topo *t = NULL;
+        cores = td_topo_load(NULL, &t) == TD_OK ? td_topo_cores(t) : 0;
+        td_topo_free(t);
+        td_err_clear();
+    }
+    return cores;
+}
+
+const char *td_cli_threads_default(void)
+{
+    static char text[64];
+    snprintf(text, sizeof text, "one pinned thread per core, %d here", td_cli_cores());
+    return text;
+}
+
+bool td_parse_threads(const td_args *a, const char *s, int *out)
+{
+    if (!td_parse_int(a, s, 0, 4096, out)) return false;
+    int cores = td_cli_cores();
+    if (cores > 0 && *out > cores)
+        fprintf(stderr,
+                "tandem %s: warning: %s %d is more than this machine's %d cores: the threads take turns on them, "
+                "which is slower than one per core (leave %s out for that)\n",
+                a->cmd, a->opt, *out, cores, a->opt);
     return true;
 }
 

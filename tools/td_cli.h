@@ -31,6 +31,14 @@ int td_args_unknown(const td_args *a);
 bool td_parse_i64(const td_args *a, const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool td_parse_int(const td_args *a, const char *s, int lo, int hi, int *out);
 bool td_parse_double(const td_args *a, const char *s, double lo, double hi, double *out);
+/* "--threads N": 0 (one per core) to 4096; more than the machine's cores is allowed (they share the
+ * cores, which is slow) with a warning on stderr. */
+bool td_parse_threads(const td_args *a, const char *s, int *out);
+/* This machine's cores, as the thread pool counts them (one thread each by default); 0 if unknown. */
+int td_cli_cores(void);
+/* The default thread count in words, for --help: "one pinned thread per core, 2 here". */
+const char *td_cli_threads_default(void);
+
 /* "--expert-groups N/M": N groups, the top M kept (M <= N; "N" alone keeps all N). */
 bool td_parse_expert_groups(const td_args *a, const char *s, int *groups, int *used);
 /* "24GiB", "512MiB", "1.5G", "100000" (bytes); binary units. */

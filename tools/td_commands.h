@@ -11,5 +11,6 @@ int td_cmd_tokenize(int argc, char **argv);
 int td_cmd_generate(int argc, char **argv);
 int td_cmd_chat(int argc, char **argv);
 int td_cmd_synth(int argc, char **argv);
+int td_cmd_serve(int argc, char **argv);
 
 #endif

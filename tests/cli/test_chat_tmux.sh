@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tandem chat in a real terminal, driven through tmux: the banner, a streamed answer (checked against
 # tandem generate), the status line, /stats, Ctrl-C stopping a long answer while the session goes on,
-# Ctrl-C at the prompt, history across sessions (arrow up), and Ctrl-D leaving.
+# Ctrl-C at the prompt, history across sessions (arrow up), Ctrl-D leaving, and the chat under make (as
+# `make chat` runs it), where Ctrl-C must not end make with "Interrupt".
 # It runs on the random-weight GGUF fixture, whose answers never end by themselves, so that Ctrl-C has a
 # long answer to stop (the bundled model answers in one short sentence); TANDEM_CHAT_TEST_MODEL picks
 # another model (one with a tokenizer).
@@ -22,6 +23,7 @@ keys() { tmux -L "$sock" send-keys -t chat "$@"; }
 wait_for() {
   local pat=$1 count=${2:-1} i
   for ((i = 0; i < 150 * slow; i++)); do
+    tmux -L "$sock" has-session -t chat 2> /dev/null || { bad "the terminal closed waiting for '$pat'"; return 1; }
     [ "$(pane | grep -c -- "$pat")" -ge "$count" ] && return 0
     sleep 0.2
   done
@@ -87,6 +89,29 @@ tmux -L "$sock" capture-pane -p -e -J -t chat | awk 'hit { print; exit } / Hi *$
   || { bad "the R1 reasoning is not dimmed"; tmux -L "$sock" capture-pane -p -e -J -t chat | cat -A | grep -v "^\$$" | tail -n 8; }
 keys C-d
 wait_for "CHAT-EXITED rc=0"
+
+tmux -L "$sock" kill-session -t chat
+
+# Under make, the chat shared make's process group, so Ctrl-C also reached make, which then died with
+# "*** [Makefile:N: chat] Interrupt" when the chat ended (and the shell around it, hit by the same Ctrl-C,
+# closed the terminal). The chat keeps Ctrl-C to itself: leaving after one ends make normally. (This
+# Makefile runs the built program directly; the project's `make chat` also configures and builds.)
+if command -v make > /dev/null; then
+  printf 'chat:\n\t%s chat %s --kernels ref --threads 2 --ctx 4096 --temp 0 -n 0 --no-history\n' "$TANDEM" "${model[*]}" \
+    > "$tmp/Makefile"
+  tmux -L "$sock" -f /dev/null new-session -d -s chat -x 200 -y 50 \
+    "env HOME='$tmp/home' XDG_STATE_HOME= make -s -C '$tmp' chat 2> '$tmp/make.err'; echo MAKE-EXITED rc=\$?; sleep 60"
+  wait_for "Type a message" || exit 1
+  keys "Tell me a very long story." Enter
+  sleep $((1 * slow))
+  keys C-c
+  wait_for '· stopped\]'
+  keys C-c
+  wait_for "Ctrl-D or /quit leaves"
+  keys "/quit" Enter
+  wait_for "MAKE-EXITED" && { pane | grep -q "MAKE-EXITED rc=0" || bad "make did not exit 0: $(pane | grep MAKE-EXITED)"; }
+  grep -q "Interrupt" "$tmp/make.err" && bad "make reported an interrupt: $(cat "$tmp/make.err")"
+fi
 
 [ $fail -eq 0 ] && echo "ok: chat in a terminal"
 exit $fail

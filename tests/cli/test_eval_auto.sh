@@ -2,7 +2,8 @@
 # tandem eval --kernels auto (the fast kernels on all threads) passes on every fixture: mean KL divergence
 # <= 1e-3 and top-1 agreement >= 0.98 against the outside references (--kernels amx: 1e-2 and 0.95). Also with each forced ISA this CPU
 # has, with 1 and 3 threads, and on a GGUF file once the GGUF reader can open it. The KV cache is f32 here: these
-# checks hold the kernels to the exact tier; the bf16 cache is held to its tier elsewhere.
+# checks hold the kernels to the exact tier. The bf16 cache (the default) is held to the bf16 tier here with
+# each forced ISA; which tier applies to which fixture is tests/cli/test_eval_tier.sh.
 set -u
 fail=0
 fx="$TANDEM_SHARED/fixtures"
@@ -31,8 +32,17 @@ check() { # model, extra args...
     echo "ok: $(basename "$m") $*: kld_mean $kld, top1 $top"
   fi
 }
+check_bf16_tier() { # model, extra args...: the bf16 cache through the bf16 tier
+  local m=$1; shift
+  local out rc
+  out=$("$TANDEM" eval --model "$m" --json --tier bf16 "$@" 2>&1); rc=$?
+  if printf '%s' "$out" | grep -q "does not offer"; then echo "skip: $* on this CPU"; return; fi
+  if [ $rc -ne 0 ]; then echo "FAIL: eval --tier bf16 $(basename "$m") $* (rc=$rc)"; printf '%s\n' "$out" | tail -n 3; fail=1; fi
+}
 for m in "${models[@]}"; do
   m=${m%/}
+  check_bf16_tier "$m" --kernels avx2 --threads 2
+  check_bf16_tier "$m" --kernels avx512 --threads 1
   check "$m" --kernels auto
   check "$m" --kernels auto --threads 1
   check "$m" --kernels auto --threads 3

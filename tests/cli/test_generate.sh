@@ -43,6 +43,32 @@ s3=$(field "$(gen --prompt Hi -n 16 --temp 1 --top-p 0.95 --top-k 50 --seed 8 --
 [ -n "$s1" ] && [ "$s1" = "$s2" ] || bad "seeded sampling does not repeat: $s1 / $s2"
 [ "$s1" != "$s3" ] || bad "seeds 7 and 8 gave the same tokens"
 
+# without --seed, sampling takes a fresh seed each run and reports it; --seed with it repeats the run
+j1=$(gen --prompt Hi -n 16 --temp 1 --json 2>/dev/null | tail -n 1)
+j2=$(gen --prompt Hi -n 16 --temp 1 --json 2>/dev/null | tail -n 1)
+seed1=$(field "$j1" seed); seed2=$(field "$j2" seed)
+[ -n "$seed1" ] && [ -n "$seed2" ] || bad "--json reports no seed: $j1"
+[ "$seed1" != "$seed2" ] || bad "two runs without --seed drew the same seed $seed1"
+again=$(gen --prompt Hi -n 16 --temp 1 --seed "$seed1" --json 2>/dev/null | tail -n 1)
+[ "$(field "$again" tokens)" = "$(field "$j1" tokens)" ] || bad "--seed $seed1 does not repeat its run: $(field "$j1" tokens) vs $(field "$again" tokens)"
+[ "$(field "$again" seed)" = "$seed1" ] || bad "--seed $seed1 reported as $(field "$again" seed)"
+gen --prompt Hi -n 4 --temp 1 > /dev/null 2> "$tmp/seeded"
+grep -q "seed [0-9]" "$tmp/seeded" || bad "the status line does not show the seed: $(cat "$tmp/seeded")"
+
+# the context in use never reads more than the context (the last token chosen has no position)
+gen --prompt Hi -n 8 --ctx 5 > /dev/null 2> "$tmp/ctx5" || bad "--ctx 5 failed: $(cat "$tmp/ctx5")"
+grep -q " [0-5]/5 context" "$tmp/ctx5" || bad "--ctx 5 shows: $(cat "$tmp/ctx5")"
+j=$(gen --prompt Hi -n 8 --ctx 5 --json 2>/dev/null | tail -n 1)
+[ "$(field "$j" ctx_used)" -le "$(field "$j" ctx_size)" ] || bad "ctx_used exceeds ctx_size: $j"
+
+# more threads than cores: it runs, with a warning (and --help says what the default is)
+many=$(( $(nproc) + 1 ))
+gen --prompt Hi -n 2 --threads "$many" > /dev/null 2> "$tmp/threads" || bad "--threads $many failed"
+grep -q "warning: --threads $many is more than this machine's [0-9]* cores" "$tmp/threads" || bad "no warning for --threads $many: $(cat "$tmp/threads")"
+gen --prompt Hi -n 2 --threads 1 > /dev/null 2> "$tmp/threads1"
+grep -q "warning" "$tmp/threads1" && bad "a warning for --threads 1: $(cat "$tmp/threads1")"
+"$TANDEM" generate --help | grep -q -- "--threads N .*one pinned thread per core, [0-9]* here" || bad "--help does not say the default thread count"
+
 # other templates and a system prompt run; raw has no chat markers
 gen --prompt Hi -n 4 --template r1 --system "Be brief." --json > /dev/null 2>&1 || bad "--template r1 --system failed"
 gen --prompt Hi -n 4 --template raw --json > /dev/null 2>&1 || bad "--template raw failed"
@@ -73,6 +99,15 @@ expect 2 "unknown option" --prompt x --frob
 expect 1 "no such file" --prompt x --model "$tmp/missing.gguf"
 expect 1 "has no tokenizer" --prompt x --model "$TANDEM_SHARED/fixtures/safetensors/tiny-dsv3-bf16"
 expect 1 "cannot open" --prompt-file "$tmp/missing.txt"
+expect 2 "is a directory" --prompt-file "$tmp"
+# text that is not UTF-8: the offset is in the user's own text, not in the rendered chat template
+expect 2 "\-\-prompt is not valid UTF-8 at byte 2 of 5" --prompt $'ab\xffcd'
+expect 2 "\-\-system is not valid UTF-8 at byte 0" --prompt x --system $'\xfe'
+printf 'caf\xe9' > "$tmp/latin1.txt"
+expect 1 "latin1.txt is not valid UTF-8 at byte 3 of 4" --prompt-file "$tmp/latin1.txt"
+expect 2 "\-\-seed" --prompt x --seed -3
+# the path once, not "--mtp-from x: x: ..."
+expect 1 "\-\-mtp-from $tmp/none: [A-Za-z]" --prompt x --mtp-from "$tmp/none"
 expect 1 "context holds" --prompt "$(head -c 3000 /dev/zero | tr '\0' 'a') $(seq 1 400)" --ctx 64
 
 [ $fail -eq 0 ] && echo "ok: generate"

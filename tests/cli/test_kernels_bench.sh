@@ -12,7 +12,12 @@ need() { # file-less check: the JSON line has every key with a positive number
 }
 out=$("$TANDEM" bench membw --threads 2 --size 64MiB --passes 3 2>&1); rc=$?
 [ $rc -eq 0 ] || { echo "FAIL: bench membw rc=$rc: $out"; fail=1; }
-need "$(printf '%s\n' "$out" | tail -n 1)" gbps gbps_best threads bytes
+need "$(printf '%s\n' "$out" | tail -n 1)" gbps gbps_best threads bytes passes seconds
+# the default buffer within --time: sized by the cache, the memory and how fast this machine fills it
+out=$("$TANDEM" bench membw --threads 2 --time 0.3 2>&1); rc=$?
+[ $rc -eq 0 ] || { echo "FAIL: bench membw --time 0.3 rc=$rc: $out"; fail=1; }
+need "$(printf '%s\n' "$out" | tail -n 1)" gbps bytes passes seconds
+printf '%s' "$out" | grep -q "^buffer .* s in all" || { echo "FAIL: bench membw prints no buffer line: $out"; fail=1; }
 for t in q4_k q8_0 bf16 q6_k; do
   out=$("$TANDEM" bench experts --type $t --tokens 3 --experts 8 --threads 2 --time 0.05 --iters 2 --membw-size 64MiB 2>&1); rc=$?
   [ $rc -eq 0 ] || { echo "FAIL: bench experts --type $t rc=$rc: $out"; fail=1; continue; }
@@ -29,7 +34,7 @@ for args in "--type q9_9" "--type i32" "--tokens 0" "--experts 3" "--experts 300
   out=$("$TANDEM" bench experts $args 2>&1); rc=$?
   if [ $rc -ne 2 ] || [ -z "$out" ]; then echo "FAIL: 'bench experts $args' gave rc=$rc: $out"; fail=1; fi
 done
-for args in "--size 10" "--passes 0" "--bogus"; do
+for args in "--size 10" "--passes 0" "--time 0" "--time x" "--bogus"; do
   # shellcheck disable=SC2086
   out=$("$TANDEM" bench membw $args 2>&1); rc=$?
   if [ $rc -ne 2 ] || [ -z "$out" ]; then echo "FAIL: 'bench membw $args' gave rc=$rc: $out"; fail=1; fi

@@ -50,6 +50,37 @@ col=$(awk 'NR==2 {print index($0, "devcie")}' "$tmp/bad.yaml")
 out=$("$T" rules --rules "$tmp/bad.yaml" "${V3[@]}" 2>&1); rc=$?
 check "bad rules (exit $rc)" '[ $rc -eq 1 ] && grep -q "bad.yaml:2:$col: unknown key .devcie. in place (expected device" <<<"$out"'
 
+# rules that do nothing are named on stderr: an empty file, a rule no module matches, a rule earlier ones
+# shadow, an override that matches nothing; the presets draw no warning
+: >"$tmp/empty.yaml"
+out=$("$T" rules --rules "$tmp/empty.yaml" "${V3[@]}" --gpus 1x24GiB 2>&1 >/dev/null)
+check "empty rules file warns" 'grep -q "warning: .*empty.yaml has no rules" <<<"$out"'
+cat >"$tmp/idle.yaml" <<'YAML'
+- match: {name: 'mlp\.expertz$'}
+  place: {device: cpu}
+- match: {name: '.'}
+  place: {device: cpu}
+- match: {name: 'experts'}
+  place: {device: cpu}
+YAML
+out=$("$T" rules --rules "$tmp/idle.yaml" "${V3[@]}" --override 'nothing_here=cpu' --json 2>&1 >/dev/null)
+check "a rule that matches nothing is named" 'grep -q "warning: .*idle.yaml:1:3: the rule .mlp.*expertz.*. matches no module" <<<"$out"'
+check "a shadowed rule is named" 'grep -q "warning: .*idle.yaml:5:3: the rule .experts. places no module: rules before it" <<<"$out"'
+check "an idle override is named" 'grep -q "warning: --override #1, column 1: the rule .nothing_here. matches no module" <<<"$out"'
+check "a rule that places modules is not named" '! grep -q "idle.yaml:3:3" <<<"$out"'
+for p in deepseek-v3-1gpu-24gb deepseek-v3-2gpu cpu-only; do
+  out=$("$T" rules --rules $p "${V3[@]}" --gpus 2x24GiB 2>&1 >/dev/null)
+  check "preset $p draws no warning" '! grep -q "warning" <<<"$out"'
+done
+# a bad --override is bad usage: exit 2, with the column
+out=$("$T" rules "${V3[@]}" --override 'blk\.(3=CUDA0' 2>&1); rc=$?
+check "bad --override regex (exit $rc)" '[ $rc -eq 2 ] && grep -q -- "--override #1, column [0-9]*: bad regex" <<<"$out"'
+out=$("$T" rules "${V3[@]}" --override 'exps' 2>&1); rc=$?
+check "--override without a device (exit $rc)" '[ $rc -eq 2 ] && grep -q "has no .=." <<<"$out"'
+# a model path that does not exist is named as given
+out=$("$T" rules --model "$tmp/missing.gguf" 2>&1); rc=$?
+check "missing --model (exit $rc)" '[ $rc -eq 1 ] && grep -qi "missing.gguf: no such file" <<<"$out"'
+
 # a GPU this machine doesn't have: say how to describe one
 out=$("$T" rules --rules deepseek-v3-1gpu-24gb "${V3[@]}" --gpu-mem 24GiB 2>&1); rc=$?
 if ! grep -q "cuda:0" <<<"$("$T" rules --config "$CFG" --assume-type q4_k --json 2>/dev/null)"; then
@@ -71,13 +102,22 @@ check "--measure-bw with --host (exit $rc)" '[ $rc -eq 1 ] && grep -q "cannot go
 out=$("$T" rules --rules cpu-only --config "$CFG" --assume-type q4_k --measure-bw --cpu-bw 50 2>&1); rc=$?
 check "--measure-bw with --cpu-bw (exit $rc)" '[ $rc -eq 1 ] && grep -q "give one" <<<"$out"'
 
-# the engine runs CPU plans, and refuses GPU placements until the GPU path lands
+# the engine runs CPU plans; a plan for GPUs this machine lacks is refused before any weight is read,
+# pointing to the CPU (on a machine with a GPU, tests/cli/test_gpu_eval.sh runs the GPU plans)
 out=$("$T" eval --model "$TINY" --rules cpu-only --kernels ref 2>&1); rc=$?
 check "eval with a CPU plan (exit $rc)" '[ $rc -eq 0 ] && grep -q "\"pass\":true" <<<"$out"'
 out=$("$T" eval --model "$TINY" --override 'mlp\.gate$=cpu' --rules "$TANDEM_SOURCE_DIR/placement_rules/cpu-only.yaml" --json 2>&1); rc=$?
 check "eval with overrides (exit $rc)" '[ $rc -eq 0 ]'
-out=$("$T" eval --model "$TINY" --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
-check "eval refuses GPU placements (exit $rc)" '[ $rc -eq 1 ] && grep -q "GPU path is not written yet" <<<"$out"'
-out=$("$T" eval --model "$TINY" --override 'exps=CUDA0' 2>&1); rc=$?
-check "eval refuses GPU overrides (exit $rc)" '[ $rc -eq 1 ] && grep -q "by --override #1" <<<"$out"'
+out=$("$T" eval --model "$TINY" --rules deepseek-v3-2gpu 2>&1); rc=$?
+check "eval refuses a plan for two GPUs (exit $rc)" '[ $rc -eq 1 ] && grep -q "on cuda:[01] (by deepseek-v3-2gpu.yaml:[0-9]*" <<<"$out" && grep -q -- "--rules cpu-only" <<<"$out"'
+if ! grep -q "cuda:0" <<<"$("$T" rules --config "$CFG" --assume-type q4_k --json 2>/dev/null)"; then
+    out=$("$T" eval --model "$TINY" --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
+    check "eval without a GPU refuses the 1-GPU preset (exit $rc)" '[ $rc -eq 1 ] && grep -q "has no GPU" <<<"$out" && grep -q -- "--rules cpu-only" <<<"$out"'
+    out=$("$T" eval --model "$TINY" --override 'exps=CUDA0' 2>&1); rc=$?
+    check "eval without a GPU refuses GPU overrides (exit $rc)" '[ $rc -eq 1 ] && grep -q "by --override #1" <<<"$out"'
+    out=$("$T" generate --prompt hi -n 2 --rules deepseek-v3-1gpu-24gb 2>&1); rc=$?
+    check "generate without a GPU refuses the 1-GPU preset (exit $rc)" '[ $rc -eq 1 ] && grep -q -- "--rules cpu-only" <<<"$out"'
+fi
+out=$("$T" eval --model "$TINY" --override 'exps(=cpu' 2>&1); rc=$?
+check "eval: a bad --override regex is bad usage (exit $rc)" '[ $rc -eq 2 ] && grep -q "bad regex" <<<"$out"'
 exit $fail
