@@ -89,6 +89,25 @@ le "$kl_ours" "$(awk -v k="$kl_theirs" 'BEGIN { print 1.25 * k + 1e-6 }')" ||
     fail "llama.cpp on tandem's Q8_0 file: KL $kl_ours from the reference; on the fixture: $kl_theirs"
 echo "legacy fixture in Q8_0: llama.cpp at KL $kl_ours from the float64 reference on tandem's file, $kl_theirs on ggml's"
 
+# tandem synth's files (issue 14): DeepSeek-V3's structure at the tiny fixture's widths, Q4_K_M; llama.cpp
+# loads them and both engines decode greedily alike (the same margin as above)
+"$TANDEM" synth --config "$S/safetensors/tiny-dsv3-bf16/config.json" --to "$tmp/synth-v3.gguf" --type q4_k_m \
+    --keep-mtp --check-tokens 0 --quiet >/dev/null
+out=$(run load --model "$tmp/synth-v3.gguf") || fail "synth: llama.cpp does not load it"
+grep -q '"ran":true' <<<"$out" || fail "synth: $out"
+out=$(run greedy --model "$tmp/synth-v3.gguf" --prompts "$tmp/prompts" -n 16 --margin 1.0) || fail "synth: greedy: $out"
+[ "$(num agreed "$out")" -ge 32 ] || fail "synth: only $(num agreed "$out") tokens compared: $out"
+echo "synth V3 (tiny widths) q4_k_m: llama.cpp loads it; $(num agreed "$out") of $(num steps "$out") greedy steps agree"
+# the side-by-side table on it: one round, one thread, both engines, the same first token
+out=$("$TANDEM_SOURCE_DIR/tools/compare/side-by-side.sh" --model "$tmp/synth-v3.gguf" --bin "$TANDEM_BUILD_DIR/bin" \
+      --rounds 1 --threads 1 --prompt-tokens 16 -n 4 2>"$tmp/err") || { cat "$tmp/err"; fail "side-by-side: $out"; }
+j=$(tail -n 1 <<<"$out")
+for f in tandem_prompt_tok_s llama_prompt_tok_s tandem_decode_tok_s llama_decode_tok_s; do
+    le 0.000001 "$(num $f "$j")" || fail "side-by-side: no $f in $j"
+done
+[ "$(num first_token_tandem "$j")" = "$(num first_token_llama "$j")" ] || fail "side-by-side: first tokens differ: $j"
+echo "side-by-side: one table, both engines timed on the same prompt"
+
 # the chat templates tandem writes, rendered by llama.cpp's Jinja engine
 cat >"$tmp/conv.json" <<'EOF'
 [{"role": "system", "content": "You answer in one line."},

@@ -10,6 +10,8 @@
  *   td_llama_run greedy   --model M --prompt P|--prompts F [-n N] [--margin G]   both engines decode greedily,
  *                                                                      in step, from each prompt
  *   td_llama_run reference --model M --reference R.safetensors   both engines' logits on R's prompt against R's
+ *   td_llama_run speed    --model M --engine llama|tandem [--prompt-tokens P] [-n N]   one engine's prompt and
+ *                                                                      decode tok/s (tools/compare/side-by-side.sh)
  *
  * The last line of stdout is one JSON object; exit 0 when the engines agree, 1 when not, 2 for bad usage. */
 #include "td_llama_run.h"
@@ -25,7 +27,7 @@
 static int td_lr_usage(const char *why)
 {
     if (why) fprintf(stderr, "td_llama_run: %s\n", why);
-    fprintf(stderr, "usage: td_llama_run load|tokenize|template|greedy|reference --model M [options]\n"
+    fprintf(stderr, "usage: td_llama_run load|tokenize|template|greedy|reference|speed --model M [options]\n"
                     "  --texts F            tokenize: a vectors file, [{\"text\": ...}, ...]\n"
                     "  --conv F             template: [{\"role\": ..., \"content\": ...}, ...]\n"
                     "  --thinking 0|1       template: set the template's `thinking` variable\n"
@@ -35,6 +37,9 @@ static int td_lr_usage(const char *why)
                     "  -n N                 greedy: tokens to decode (default 16)\n"
                     "  --margin G           greedy: top-2 logit gap under which a step is a near-tie (default 0.5)\n"
                     "  --reference R        reference: a reference.safetensors (input_ids, logits)\n"
+                    "  --engine E           speed: llama or tandem\n"
+                    "  --prompt-tokens P    speed: prompt length, processed in one call (default 64)\n"
+                    "  -n N                 speed: tokens decoded after it (default 16)\n"
                     "  --threads N          threads for both engines (default 1)\n"
                     "  --kernels K          tandem's kernels: auto (default) or ref\n"
                     "  -v                   llama.cpp's own log\n");
@@ -142,7 +147,7 @@ static bool td_lr_int(const char *s, int lo, int hi, int *out)
 
 static int td_lr_parse(int argc, char **argv, td_lr_opts *o)
 {
-    *o = (td_lr_opts){.n_predict = 16, .margin = 0.5, .thinking = -1, .threads = 1, .kernels = TD_KERNELS_AUTO};
+    *o = (td_lr_opts){.n_predict = 16, .prompt_tokens = 64, .margin = 0.5, .thinking = -1, .threads = 1, .kernels = TD_KERNELS_AUTO};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = true;
@@ -152,6 +157,10 @@ static int td_lr_parse(int argc, char **argv, td_lr_opts *o)
         else if (strcmp(a, "--prompt") == 0 && v) o->prompt = v;
         else if (strcmp(a, "--reference") == 0 && v) o->reference = v;
         else if (strcmp(a, "--prompts") == 0 && v) o->prompts = v;
+        else if (strcmp(a, "--engine") == 0 && v) o->engine = v;
+        else if (strcmp(a, "--prompt-tokens") == 0 && v) {
+            if (!td_lr_int(v, 1, 65536, &o->prompt_tokens)) return td_lr_usage("--prompt-tokens: 1..65536");
+        }
         else if (strcmp(a, "-n") == 0 && v) {
             if (!td_lr_int(v, 1, 4096, &o->n_predict)) return td_lr_usage("-n: 1..4096");
         } else if (strcmp(a, "--margin") == 0 && v) {
@@ -186,7 +195,8 @@ int main(int argc, char **argv)
                 {"tokenize", td_lr_cmd_tokenize},
                 {"template", td_lr_cmd_template},
                 {"greedy", td_lr_cmd_greedy},
-                {"reference", td_lr_cmd_reference}};
+                {"reference", td_lr_cmd_reference},
+                {"speed", td_lr_cmd_speed}};
     if (argc < 2) return td_lr_usage(NULL);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(argv[1], cmds[i].name) != 0) continue;

@@ -16,7 +16,9 @@ typedef struct td_lr_opts {
     const char *prompt;    /* greedy: one prompt */
     const char *prompts;   /* greedy: a file of prompts, one per line */
     const char *reference; /* reference: a reference.safetensors (input_ids, logits) */
-    int n_predict;         /* greedy: tokens */
+    const char *engine;    /* speed: llama | tandem */
+    int prompt_tokens;     /* speed: prompt length */
+    int n_predict;         /* greedy, speed: tokens */
     double margin;         /* greedy: top-2 logit gap below which a step is a near-tie */
     int thinking;          /* template: -1 unset, 0/1 the template's `thinking` variable */
     bool no_gen_prompt;    /* template: end after the last message */
@@ -37,5 +39,6 @@ int td_lr_cmd_tokenize(const td_lr_opts *o);
 int td_lr_cmd_template(const td_lr_opts *o);
 int td_lr_cmd_greedy(const td_lr_opts *o);
 int td_lr_cmd_reference(const td_lr_opts *o);
+int td_lr_cmd_speed(const td_lr_opts *o);
 
 #endif
