@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Issue 14 on the GPU host, CPU only: whole-model benchmarks at DeepSeek-V3's real shapes on synthetic
-# weights built in memory (tandem bench ... --synth; the host has more RAM than disk). Builds tandem
-# (Release, CUDA off), then:
-#   decode   bench decode with as many MoE layers as RAM allows (at least 8): tok/s, extrapolated to 61
-#            layers, roofline_ratio, the moe_submit handoff (--handoff), resident set vs plan after the
-#            warm-up and after a 4K context
-#   prefill  bench prefill of 2,048 tokens (3 dense + PREFILL_MOE MoE layers), extrapolated to 61 layers
-#   mtp      bench mtp --simulate-acceptance 0.85 (with the MTP block): verify cost, experts per pair,
-#            speedup measured and projected with R1's 13.8 experts per pair
-# and prints a short table last. Each step is one process that builds its model (about a minute); a whole
-# run takes 8-12 minutes, so where one command may last at most 10 minutes run the steps one by one:
+# weights, and llama.cpp beside tandem on the same file. Two ways to run it:
 #
-#   . .gpu-host/install.sh                    # dependencies, as for kernels.sh
+# quick (one short device call): `synth-bench.sh quick` writes one synthetic GGUF to disk (3 dense + 2 MoE
+#   layers and the MTP block, FILE_LAYERS to change; about 24 GB at Q4_K_M), then on that file:
+#   decode   bench decode: tok/s, extrapolated to 61 layers, roofline_ratio, the moe_submit handoff
+#            (--handoff), resident set vs plan after the warm-up (and after MEM_CTX positions, default 0)
+#   compare  tools/compare/side-by-side.sh: tandem and llama.cpp (node-llama-cpp's prebuilt libllama,
+#            carried with td_llama_run), prompt of 2,048 tokens then 32 decoded, at THREADS
+#   mtp      bench mtp --simulate-acceptance 0.85: verify cost, experts per pair, speedup measured and
+#            projected with R1's 13.8 experts per pair
+#   The binaries may be prebuilt elsewhere and carried: BIN (tandem) and LLAMA_RUN (td_llama_run, with
+#   LD_LIBRARY_PATH naming the libllama folder); `build` is then skipped.
+#
+# full (in memory, as many MoE layers as RAM allows; 8-12 minutes, so one step per command):
 #   tools/gpu-host/synth-bench.sh build
 #   tools/gpu-host/synth-bench.sh decode      # then prefill, mtp; `table` prints the table of the logs
+#   decode   bench decode --synth with as many MoE layers as RAM allows (at least 8), --mem-ctx 4096
+#   prefill  bench prefill of 2,048 tokens (3 dense + PREFILL_MOE MoE layers), extrapolated to 61 layers
+#   mtp      bench mtp --synth --simulate-acceptance 0.85 (3 dense + MTP_MOE MoE layers + MTP)
 #
+# Start with `. .gpu-host/install.sh` (dependencies, as for kernels.sh).
 # Knobs: THREADS (16), BUILD (build-synth-gpuhost), CONFIG (the shared DeepSeek-V3 config.json), TYPE
 # (q4_k_m), MOE_LAYERS (decode's MoE layers; default: what 85% of MemAvailable holds, at least 8),
-# PREFILL_MOE (8), MTP_MOE (8), KERNELS (auto), PREFILL_KERNELS (auto; amx for the bf16 tiles).
+# PREFILL_MOE (8), MTP_MOE (8), KERNELS (auto), PREFILL_KERNELS (auto; amx for the bf16 tiles), FILE
+# (quick's GGUF, /tmp/synth-bench/v3.gguf), FILE_LAYERS (5), MEM_CTX (quick: 0), COMPARE_PROMPT (2048),
+# STEP_TIMEOUT (seconds per quick step, 150), SYNTH_TIMEOUT (quick's synth step, STEP_TIMEOUT).
 # Logs go to $OUT when set, else $BUILD/logs. One failing step never stops the others.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,7 +38,14 @@ PREFILL_KERNELS=${PREFILL_KERNELS:-auto}
 PREFILL_MOE=${PREFILL_MOE:-8}
 MTP_MOE=${MTP_MOE:-8}
 LOGS=${OUT:-$BUILD/logs}
-BIN=$BUILD/bin/tandem
+BIN=${BIN:-$BUILD/bin/tandem}
+LLAMA_RUN=${LLAMA_RUN:-$BUILD/bin/td_llama_run}
+FILE=${FILE:-/tmp/synth-bench/v3.gguf}
+FILE_LAYERS=${FILE_LAYERS:-5}
+MEM_CTX=${MEM_CTX:-0}
+COMPARE_PROMPT=${COMPARE_PROMPT:-2048}
+STEP_TIMEOUT=${STEP_TIMEOUT:-150}
+SYNTH_TIMEOUT=${SYNTH_TIMEOUT:-$STEP_TIMEOUT}
 mkdir -p "$LOGS"
 T0=$SECONDS
 note() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*"; }
@@ -85,6 +100,39 @@ step_mtp() {
         >"$LOGS/mtp.log" 2>&1 || note "mtp FAILED rc=$? (see mtp.log)"
 }
 
+machine() { { lscpu; echo; free -g; df -h /tmp; } >"$LOGS/machine.txt" 2>&1; }
+
+step_file() {
+    machine
+    note "synth: $FILE_LAYERS layers + MTP, $TYPE, to $FILE -> $LOGS/file.log"
+    mkdir -p "$(dirname "$FILE")"
+    timeout "$SYNTH_TIMEOUT" "$BIN" synth --config "$CONFIG" --layers "$FILE_LAYERS" --type "$TYPE" --keep-mtp \
+        --threads "$THREADS" --check-tokens 0 --quiet --to "$FILE" --json >"$LOGS/file.log" 2>&1 ||
+        note "synth FAILED rc=$? (see file.log)"
+    ls -l "$FILE" >>"$LOGS/file.log" 2>&1
+}
+
+step_decode_file() {
+    note "bench decode on $FILE -> $LOGS/decode.log"
+    timeout "$STEP_TIMEOUT" "$BIN" bench decode --model "$FILE" --threads "$THREADS" --kernels "$KERNELS" \
+        --extrapolate-layers 61 --tokens 32 --prompt 64 --handoff --mem-ctx "$MEM_CTX" --ctx 4096 \
+        >"$LOGS/decode.log" 2>&1 || note "decode FAILED rc=$? (see decode.log)"
+}
+
+step_compare() {
+    note "side by side with llama.cpp on $FILE: prompt $COMPARE_PROMPT, 32 decoded, $THREADS threads -> $LOGS/compare.log"
+    timeout "$STEP_TIMEOUT" "$ROOT/tools/compare/side-by-side.sh" --model "$FILE" --bin "$(dirname "$LLAMA_RUN")" \
+        --threads "$THREADS" --rounds 1 --prompt-tokens "$COMPARE_PROMPT" -n 32 --log "$LOGS/compare-runs.log" \
+        >"$LOGS/compare.log" 2>&1 || note "compare FAILED rc=$? (see compare.log, compare-runs.log)"
+}
+
+step_mtp_file() {
+    note "bench mtp --simulate-acceptance 0.85 on $FILE -> $LOGS/mtp.log"
+    timeout "$STEP_TIMEOUT" "$BIN" bench mtp --model "$FILE" --threads "$THREADS" --kernels "$KERNELS" \
+        --simulate-acceptance 0.85 --tokens 64 --prompt 64 --extrapolate-layers 61 \
+        >"$LOGS/mtp.log" 2>&1 || note "mtp FAILED rc=$? (see mtp.log)"
+}
+
 step_table() {
     local d=$LOGS/decode.log p=$LOGS/prefill.log m=$LOGS/mtp.log
     echo
@@ -103,13 +151,20 @@ step_table() {
     printf '%-36s %s\n' "mtp experts per verify pair" "$(fmt "$(jget experts_verify "$m")") (1 token: $(fmt "$(jget experts_single "$m")"))"
     printf '%-36s %s\n' "mtp speedup at 0.85, as run" "$(fmt "$(jget speedup "$m")") (acceptance $(fmt "$(jget acceptance "$m")" 3), identical $(jget identical "$m"))"
     printf '%-36s %s\n' "mtp speedup implied / projected" "$(fmt "$(jget speedup_implied "$m")") / $(fmt "$(jget speedup_projected "$m")") (13.8 experts per pair)"
-    echo "(logs in $LOGS; llama.cpp side by side: tools/compare, once merged)"
+    if [ -f "$LOGS/compare.log" ]; then
+        local c=$LOGS/compare.log
+        printf '%-36s %s\n' "llama.cpp decode tok/s (same file)" "$(fmt "$(jget llama_decode_tok_s "$c")") (tandem $(fmt "$(jget tandem_decode_tok_s "$c")"), ratio $(fmt "$(awk -v a="$(jget tandem_decode_tok_s "$c")" -v b="$(jget llama_decode_tok_s "$c")" 'BEGIN { if (b > 0) print a / b }')"))"
+        printf '%-36s %s\n' "llama.cpp prompt $COMPARE_PROMPT tok/s" "$(fmt "$(jget llama_prompt_tok_s "$c")" 1) (tandem $(fmt "$(jget tandem_prompt_tok_s "$c")" 1))"
+    fi
+    echo "(logs in $LOGS)"
 }
 
 [ $# -eq 0 ] && set -- build decode prefill mtp table
 for s in "$@"; do
     case $s in
-    build | decode | prefill | mtp | table) "step_$s" ;;
-    *) echo "synth-bench.sh: unknown step '$s' (build, decode, prefill, mtp, table)" >&2; exit 2 ;;
+    build | decode | prefill | mtp | table | file | compare) "step_$s" ;;
+    decode-file | mtp-file) "step_${s/-/_}" ;;
+    quick) step_file; step_decode_file; step_compare; step_mtp_file; step_table ;;
+    *) echo "synth-bench.sh: unknown step '$s' (build, decode, prefill, mtp, table; quick, or file, decode-file, compare, mtp-file)" >&2; exit 2 ;;
     esac
 done
